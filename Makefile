@@ -1,0 +1,24 @@
+# The two commands of the README. Each sets up (or updates) the virtual environment first.
+#   make demo   the whole pipeline on the embedded tiny teacher and student, on CPU
+#   make test   the test suite (all but GPU tests)
+VENV ?= .venv
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?= -m "not gpu"
+
+.PHONY: demo test setup clean-demo
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	bash scripts/setup_env.sh $(VENV) dev
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sky-distill pipeline $(ARGS)
+
+test: $(STAMP)
+	bash scripts/system_deps.sh
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf runs/demo models/tiny-teacher models/tiny-student

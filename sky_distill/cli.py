@@ -1,0 +1,116 @@
+"""`sky-distill <stage> [key=value ...]`: dispatch to a stage's Hydra entry point.
+
+Errors a user can fix (bad config, missing inputs, unknown names) end the command with one
+line naming what to fix; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sky_distill.errors import SkyDistillError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+STAGES = {
+    "bootstrap": ("sky_distill.models.bootstrap", "build the tiny teacher and student from scratch (cached)"),
+    "generate": ("sky_distill.generate.stage", "sample n traces per problem from the teacher (one shard)"),
+    "merge": ("sky_distill.generate.merge_stage", "check all generation shards and merge them"),
+    "verify": ("sky_distill.verify.stage", "judge traces, keep the correct ones, write SFT data"),
+    "train": ("sky_distill.train.stage", "fine-tune the student with DeepSpeed on the kept traces"),
+    "eval": ("sky_distill.evaluate.stage", "score models on benchmarks"),
+    "table": ("sky_distill.evaluate.table_stage", "compare eval results in a table"),
+    "pipeline": ("sky_distill.pipeline", "run every stage in order, skipping complete ones"),
+}
+PASSTHROUGH_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve")
+
+
+def usage() -> str:
+    lines = ["usage: sky-distill <stage> [key=value ...] [hydra flags]", "", "stages:"]
+    lines += [f"  {name:<10} {description}" for name, (_, description) in STAGES.items()]
+    lines += ["", "Config lives in conf/; e.g. `sky-distill pipeline run_name=try1 generate.sampling.n=4`."]
+    return "\n".join(lines)
+
+
+def fail(stage: str, message: str) -> None:
+    print(f"sky-distill {stage}: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def precheck(stage: str, overrides: list[str]) -> None:
+    """Compose and validate the config before Hydra runs, so a bad override is one clear line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sky_distill.config import check_config
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+            from hydra.core.hydra_config import HydraConfig
+
+            HydraConfig.instance().set_config(cfg)
+            check_config(cfg, stage)
+    except (HydraException, OmegaConfBaseException) as error:
+        fail(stage, " ".join(str(error).split()))
+    except SkyDistillError as error:
+        fail(stage, " ".join(str(error).split()))
+
+
+def run_stage(stage: str, cfg: Any) -> Any:
+    from sky_distill.log import setup_logging
+    from sky_distill.seeding import seed_everything
+
+    setup_logging()
+    seed_everything(int(cfg.seed))
+    module = importlib.import_module(STAGES[stage][0])
+    try:
+        result = module.run(cfg)
+    except SkyDistillError as error:
+        logging.getLogger("sky_distill").debug("stage failed", exc_info=True)
+        fail(stage, " ".join(str(error).split()))
+    print_summary(stage, result)
+    return result
+
+
+def print_summary(stage: str, result: Any) -> None:
+    if isinstance(result, dict) and "table" in result:
+        print(result["table"])
+        return
+    text = json.dumps(result, indent=2, default=str)
+    lines = text.splitlines()
+    if len(lines) > 60:
+        text = "\n".join(lines[:60] + [f"... ({len(lines) - 60} more lines in the stage's summary file)"])
+    print(f"sky-distill {stage}: done\n{text}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"sky-distill: error: unknown stage {stage!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        raise SystemExit(2)
+    overrides = [*rest, f"stage={stage}"]
+    if not any(arg.split("=")[0] in PASSTHROUGH_FLAGS for arg in rest):
+        precheck(stage, [arg for arg in overrides if not arg.startswith("-")])
+
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+    def entry(cfg: Any) -> Any:
+        return run_stage(stage, cfg)
+
+    sys.argv = [f"sky-distill-{stage}", *overrides]
+    entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""Typed configuration: the Hydra config is converted here once, at the stage boundary.
+
+Library code takes these objects (or plain arguments), never the raw `DictConfig`. Conversion
+validates every group, collects every problem and raises one `ConfigError` naming each key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sky_distill.errors import SkyDistillError
+
+
+class ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(SkyDistillError, ValueError):
+    """Every problem found in a config, one `key: message` per entry."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid config: " + "; ".join(problems))
+
+
+class PathsConfig(ConfigModel):
+    """Every directory a run uses, made absolute so that all processes agree on them."""
+
+    root: str
+    runs_dir: str
+    run_dir: str
+    models_dir: str
+    benchmarks_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute(cls, data: Any) -> Any:
+        import os
+
+        if isinstance(data, dict):
+            return {key: os.path.abspath(value) if isinstance(value, str) else value for key, value in data.items()}
+        return data
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+class EngineConfig(ConfigModel):
+    """How a model is served for sampling: vLLM in-process, or an OpenAI-compatible server."""
+
+    backend: Literal["vllm", "openai"] = "vllm"
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=None, gt=0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    cpu_kv_cache_gb: int = Field(default=1, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU builds
+    # OpenAI-compatible servers
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    served_model_name: str | None = None
+    concurrency: int = Field(default=16, ge=1)
+    max_retries: int = Field(default=6, ge=0)
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    use_chat_api: bool = True
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> EngineConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs engine.base_url")
+        return self
+
+
+class BootstrapConfig(ConfigModel):
+    """How to build a tiny model from scratch on the synthetic task when its path is missing."""
+
+    architecture: Literal["qwen2", "llama"] = "qwen2"
+    hidden_size: int = Field(default=128, gt=0)
+    num_layers: int = Field(default=2, gt=0)
+    num_heads: int = Field(default=2, gt=0)
+    num_kv_heads: int = Field(default=2, gt=0)
+    intermediate_size: int = Field(default=512, gt=0)
+    style: Literal["worked", "direct"] = "worked"
+    num_examples: int = Field(default=20000, gt=0)
+    max_steps: int = Field(default=300, gt=0)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+
+class ModelConfig(ConfigModel):
+    """A teacher or student: where its weights are and how to prompt and serve it."""
+
+    name: str = Field(min_length=1)
+    path: str = Field(min_length=1)  # Hub id or local directory
+    revision: str | None = None
+    system_prompt: str | None = None
+    prompt_template: str = "{problem}"
+    engine: EngineConfig = EngineConfig()
+    bootstrap: BootstrapConfig | None = None
+
+    @model_validator(mode="after")
+    def _template_has_problem(self) -> ModelConfig:
+        if "{problem}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain '{problem}'")
+        return self
+
+
+# --- task ---------------------------------------------------------------------------------
+
+
+class TaskConfig(ConfigModel):
+    """Where problems come from: the synthetic task, a local JSONL file, or a Hub dataset."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["arithmetic", "jsonl", "hub"] = "arithmetic"
+    seed: int = 0
+    # arithmetic
+    min_digits: int = Field(default=2, ge=1)
+    max_digits: int = Field(default=3, ge=1)
+    train_size: int = Field(default=512, ge=0)
+    test_size: int = Field(default=200, ge=0)
+    # jsonl / hub
+    path: str | None = None
+    dataset: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    fields: dict[str, str] = Field(default_factory=dict)  # record field -> source column
+    answer_type: Literal["math", "code", "choice"] = "math"
+    answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
+    limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _source_is_named(self) -> TaskConfig:
+        if self.kind == "jsonl" and not self.path:
+            raise ValueError("task kind 'jsonl' needs task.path")
+        if self.kind == "hub" and not self.dataset:
+            raise ValueError("task kind 'hub' needs task.dataset")
+        if self.min_digits > self.max_digits:
+            raise ValueError("task.min_digits must not exceed task.max_digits")
+        return self
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+class SamplingConfig(ConfigModel):
+    """Sampling parameters, passed to vLLM or the API as they are."""
+
+    n: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int = -1
+    min_p: float = Field(default=0.0, ge=0, le=1)
+    max_tokens: int = Field(default=512, gt=0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int = 0
+    logprobs: int | None = Field(default=None, ge=0)  # top-k log-probs per sampled token
+
+
+class GenerateConfig(ConfigModel):
+    split: str = "train"
+    sampling: SamplingConfig = SamplingConfig()
+    shard_index: int = Field(default=0, ge=0)
+    shard_count: int = Field(default=1, ge=1)
+    chunk_size: int = Field(default=1024, gt=0)  # requests handed to the engine at once
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> GenerateConfig:
+        if self.shard_index >= self.shard_count:
+            raise ValueError(f"shard_index {self.shard_index} must be below shard_count {self.shard_count}")
+        return self
+
+
+class VerifyConfig(ConfigModel):
+    timeout_s: float = Field(default=5.0, gt=0)
+    workers: int = Field(default=2, ge=1)
+    policy: Literal["all_correct", "first_k", "shortest", "all"] = "all_correct"
+    k: int | None = Field(default=None, gt=0)
+    drop_truncated: bool = True
+
+
+class TrainConfig(ConfigModel):
+    name: str = Field(min_length=1)
+    data: Literal["verified", "all"] = "verified"
+    init: str = Field(min_length=1)  # the student to start from: Hub id or path
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+    learning_rate: float = Field(default=1e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    global_batch_size: int = Field(default=96, gt=0)
+    micro_batch_size: int = Field(default=1, gt=0)
+    max_seq_len: int = Field(default=16384, gt=0)
+    packing: bool = True
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    num_procs: int = Field(default=1, ge=1)
+    num_nodes: int = Field(default=1, ge=1)
+    num_threads: int | None = Field(default=None, gt=0)
+    seed: int = 0
+    log_every: int = Field(default=10, gt=0)
+    save_every: int | None = Field(default=None, gt=0)
+    keep_last: int = Field(default=2, ge=1)
+
+
+class LoggerConfig(ConfigModel):
+    backend: Literal["none", "wandb"] = "none"
+    project: str = "sky-distill"
+    entity: str | None = None
+    run_name: str | None = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+    tags: list[str] = Field(default_factory=list)
+
+
+class EvalConfig(ConfigModel):
+    models: list[str] = Field(default_factory=list)  # teacher, student, trained students, paths
+    benchmarks: list[str] = Field(min_length=1)
+    sampling: SamplingConfig = SamplingConfig()
+
+
+def _validate(cls: type[ConfigModel], data: Any, prefix: str, problems: list[str]) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        for detail in error.errors():
+            key = ".".join([prefix, *(str(part) for part in detail["loc"])]).rstrip(".")
+            message = detail["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {message}")
+        return None
+
+
+def to_container(cfg: Any) -> dict[str, Any]:
+    """A resolved plain-dict copy of a Hydra/OmegaConf config (or a dict, returned as is)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        keys = [key for key in cfg if key != "hydra"]  # Hydra's own node needs its runtime to resolve
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def validate_groups(cfg: Any, groups: dict[str, type[ConfigModel]]) -> dict[str, Any]:
+    """Validate each named group of `cfg`; raise one `ConfigError` listing every problem."""
+    data = to_container(cfg)
+    problems: list[str] = []
+    typed = {}
+    for name, cls in groups.items():
+        if name not in data or data[name] is None:
+            problems.append(f"{name}: missing config group")
+            continue
+        typed[name] = _validate(cls, data[name], name, problems)
+    if problems:
+        raise ConfigError(problems)
+    return typed
+
+
+STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
+    "bootstrap": {
+        "teacher": ModelConfig,
+        "student": ModelConfig,
+        "task": TaskConfig,
+        "train": TrainConfig,
+        "paths": PathsConfig,
+    },
+    "generate": {"teacher": ModelConfig, "task": TaskConfig, "generate": GenerateConfig, "paths": PathsConfig},
+    "merge": {"generate": GenerateConfig, "paths": PathsConfig},
+    "verify": {"verify": VerifyConfig, "paths": PathsConfig},
+    "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
+    "eval": {
+        "eval": EvalConfig,
+        "teacher": ModelConfig,
+        "student": ModelConfig,
+        "task": TaskConfig,
+        "paths": PathsConfig,
+    },
+    "table": {"paths": PathsConfig},
+}
+STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
+
+
+def stage_config(cfg: Any, stage: str) -> dict[str, Any]:
+    """The typed config groups a stage needs, validated together (one error listing all problems)."""
+    return validate_groups(cfg, STAGE_GROUPS[stage])
+
+
+def check_config(cfg: Any, stage: str) -> None:
+    stage_config(cfg, stage)

