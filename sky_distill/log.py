@@ -16,5 +16,5 @@ def setup_logging(rank: int | None = None, level: int = logging.INFO) -> None:
     if not root.handlers:
         logging.basicConfig(format=FORMAT, level=level)
     root.setLevel(level if rank == 0 else logging.WARNING)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "math_verify"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -54,7 +54,9 @@ def plan_steps(plain: dict[str, Any], run_dir: Path) -> list[Step]:
                     Step(f"train {student['name']}", "train", overrides, (run_dir / "train" / student["name"],))
                 )
         elif stage == "eval":
-            outputs = tuple(run_dir / "eval" / model / benchmark for model in eval_models for benchmark in benchmarks)
+            roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
+            names = [roles.get(model, model) for model in eval_models]
+            outputs = tuple(run_dir / "eval" / name / benchmark for name in names for benchmark in benchmarks)
             steps.append(Step("eval", "eval", (f"eval.models=[{','.join(eval_models)}]",), outputs))
         elif stage == "table":
             steps.append(Step("table", "table", (), ()))

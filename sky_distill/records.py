@@ -105,7 +105,7 @@ class EvalSample(Record):
     sample_index: int = Field(ge=0)
     model: str
     response: str
-    extracted: str | None
+    extracted: str | None = None
     correct: bool
     status: VerdictStatus
     completion_tokens: int = Field(ge=0)

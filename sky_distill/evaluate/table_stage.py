@@ -18,7 +18,9 @@ def run(cfg: Any) -> dict[str, Any]:
     summaries = collect_summaries(run_dir / "eval")
     if not summaries:
         raise MissingInputError(f"no eval results in {run_dir / 'eval'}; run `sky-distill eval` first")
-    order = to_container(cfg).get("pipeline", {}).get("eval_models")
+    plain = to_container(cfg)
+    roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
+    order = [roles.get(name, name) for name in plain.get("pipeline", {}).get("eval_models", [])]
     table = markdown_table(summaries, order=order)
     out = run_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)

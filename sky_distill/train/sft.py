@@ -92,8 +92,13 @@ def build_optimizer(model: Any, job: TrainJob, num_training_steps: int):
     optimizer = torch.optim.AdamW(groups, lr=train.learning_rate, betas=(0.9, 0.95), eps=1e-8)
     scheduler_name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[train.lr_scheduler]
     warmup = math.ceil(train.warmup_ratio * num_training_steps)
-    scheduler = get_scheduler(scheduler_name, optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)
-    return optimizer, scheduler
+
+    def make_scheduler(wrapped_optimizer):  # DeepSpeed calls this with its own (ZeRO) optimizer
+        return get_scheduler(
+            scheduler_name, wrapped_optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps
+        )
+
+    return optimizer, make_scheduler
 
 
 def _trim_metrics(metrics_file: Path, before_step: int) -> None:
@@ -150,8 +155,10 @@ def run(job: TrainJob) -> dict[str, Any]:
     ds_config = render_deepspeed_config(train, job.zero, plan, precision)
     attention = select_attention(train.attn_implementation, torch.cuda.is_available())
     model = load_model(train.init, precision, attention, ds_config, train.gradient_checkpointing)
-    optimizer, scheduler = build_optimizer(model, job, num_steps)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    optimizer, make_scheduler = build_optimizer(model, job, num_steps)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
+    )
 
     checkpoint_dir = output_dir / "checkpoints"
     start_step = checkpoint.resume(engine, checkpoint_dir, dist.rank)

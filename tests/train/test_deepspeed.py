@@ -40,6 +40,7 @@ def test_zero_on_two_cpu_ranks_trains_and_exports(stage, sft_file, tiny_model_di
         name=f"zero{stage}",
         init=str(tiny_model_dir),
         max_steps=16,
+        epochs=100,
         learning_rate=3e-3,
         warmup_ratio=0.0,
         lr_scheduler="constant",
