@@ -205,7 +205,7 @@ class GenerateConfig(ConfigModel):
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
     flush_every: int = Field(default=64, gt=0)  # samples buffered before an append (and fsync)
-    flush_seconds: float = Field(default=5.0, gt=0)  # ... or seconds, whichever comes first
+    flush_seconds: float = Field(default=5.0, gt=0)  # ... or seconds; fsync at most this often
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> GenerateConfig:

@@ -4,8 +4,9 @@
 spaced by `engine.requests_per_minute` when set. A request is retried with exponential
 backoff and jitter on 408/409/429/5xx, timeouts and connection errors (a server restarting),
 honouring `Retry-After`; one that still fails comes back as a `SampleResult` with `error` set,
-which the stage counts and does not write, so a re-run retries it. 401/403/404 stop the run:
-no later request can succeed with a wrong key, URL or model name.
+which the stage counts and does not write, so a re-run retries it; a prompt the server finds
+too long for the model's context is a prompt error of its problem instead (no retry can fix it).
+401/403/404 stop the run: no later request can succeed with a wrong key, URL or model name.
 """
 
 from __future__ import annotations
@@ -204,7 +205,9 @@ class OpenAIEngine:
                     f"engine.served_model_name and ${options.api_key_env})"
                 )
             if not protocol.is_retryable_status(response.status_code):
-                return SampleResult.failure(request, detail, time.perf_counter() - started, attempts=attempt + 1)
+                too_long = protocol.is_context_length_error(response.status_code, response.text)
+                elapsed = time.perf_counter() - started
+                return SampleResult.failure(request, detail, elapsed, attempts=attempt + 1, prompt_too_long=too_long)
             last_error = detail
             retry_after = protocol.retry_after_s(response.headers.get("retry-after"))
         return SampleResult.failure(

@@ -156,6 +156,12 @@ def parse_text_completion(payload: Any) -> Completion:
     )
 
 
+def is_context_length_error(status: int, text: str) -> bool:
+    """A 400 saying the prompt does not fit the model's context (OpenAI, vLLM, DeepSeek wording)."""
+    lowered = text.lower()
+    return status == 400 and ("context length" in lowered or "context_length" in lowered)
+
+
 def is_retryable_status(status: int) -> bool:
     """Rate limits, timeouts and server errors are worth another try; other 4xx are not."""
     return status in RETRYABLE_STATUS or status >= 500

@@ -159,7 +159,8 @@ class RunCounts:
     new_samples: int = 0
     new_tokens: int = 0
     truncated: int = 0
-    failures: list[SampleResult] = field(default_factory=list)
+    failures: list[SampleResult] = field(default_factory=list)  # retried by the next run
+    rejected_prompts: dict[str, str] = field(default_factory=dict)  # problem id -> why the server refused it
     elapsed_s: float = 0.0
 
 
@@ -182,7 +183,9 @@ def stream_samples(
         total=len(requests), desc=label, unit="sample", mininterval=1.0 if interactive else 30.0, dynamic_ncols=True
     ) as progress:
         for result in engine.generate(requests, sampling):
-            if result.error:
+            if result.error and result.extra.get("prompt_too_long"):
+                counts.rejected_prompts[result.request.problem_id] = result.error
+            elif result.error:
                 counts.failures.append(result)
                 log.debug("%s/%d failed: %s", result.request.problem_id, result.request.sample_index, result.error)
             elif store.add(to_trace(result, problems[result.request.problem_id], engine, sampling, model)):
@@ -190,13 +193,14 @@ def stream_samples(
                 counts.new_tokens += result.completion_tokens
                 counts.truncated += result.finish_reason == "length"
             progress.update(1)
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.set_postfix(
-                tok_s=f"{counts.new_tokens / elapsed:.0f}",
-                truncated=counts.truncated,
-                failed=len(counts.failures),
-                refresh=False,
-            )
+            if progress.n % 16 == 0 or progress.n == len(requests):
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.set_postfix(
+                    tok_s=f"{counts.new_tokens / elapsed:.0f}",
+                    truncated=counts.truncated,
+                    failed=len(counts.failures),
+                    refresh=False,
+                )
     counts.elapsed_s = time.perf_counter() - started
     if counts.failures:
         log.warning(
@@ -268,6 +272,11 @@ def generate_shard(
             if requests:
                 by_id = {problem.id: problem for problem in to_sample}
                 counts = stream_samples(requests, engine.get(), sampling, model, by_id, store, f"generate {name}")
+            position = {problem.id: index for index, problem in enumerate(problems)}
+            for problem_id, reason in counts.rejected_prompts.items():  # too long, as the server counts
+                prompt_errors[problem_id] = RecordError(
+                    *where(problem_id, locations, position[problem_id]), "problem", f"id {problem_id!r}: {reason}"
+                )
         for problem_id, error in prompt_errors.items():
             excluded[problem_id] = {"key": keys[problem_id], "error": str(error)}
         expected = [(p.id, index) for p in problems if p.id not in excluded for index in range(sampling.n)]

@@ -1,9 +1,10 @@
 """The append-only trace file of a shard: what is done, what is missing, and safe appends.
 
-One line per sample, keyed by (problem id, sample index). Appends are whole lines, flushed and
-fsynced in batches, so a crash (kill -9 at any moment) can only tear the last line; opening
-the store cuts a torn tail, so a re-run sees exactly the samples that were written and
-generates the rest. A lock file keeps a second process (a requeued SLURM task while the first
+One line per sample, keyed by (problem id, sample index). Appends are whole lines, written in
+batches (every `flush_every` samples or `flush_seconds`) and fsynced at most every
+`flush_seconds`, so a killed process (kill -9 at any moment) can only tear the last line, and
+a crashed node loses at most the last seconds. Opening the store cuts a torn tail, so a re-run
+sees exactly the samples that were written and generates the rest. A lock file keeps a second process (a requeued SLURM task while the first
 still runs) from writing the same shard.
 """
 
@@ -86,7 +87,7 @@ class TraceStore:
                     self.stats[item.key] = TraceStats.of(item)
         self.done: set[tuple[str, int]] = set(self.stats)
         self._pending: list[Trace] = []
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_sync = time.monotonic()
 
     def __enter__(self) -> TraceStore:
         return self
@@ -108,17 +109,23 @@ class TraceStore:
             self.flush()
         return True
 
-    def flush(self) -> None:
-        append_jsonl(self.path, self._pending)
+    def flush(self, sync: bool | None = None) -> None:
+        """Append what is buffered; fsync too if `sync`, or (None) if the last fsync is `flush_seconds` old."""
+        now = time.monotonic()
+        if sync is None:
+            sync = now - self._last_sync >= self.flush_seconds
+        append_jsonl(self.path, self._pending, fsync=sync)
         self._pending = []
-        self._last_flush = time.monotonic()
+        self._last_flush = now
+        if sync:
+            self._last_sync = now
 
     def close(self) -> None:
         """Write what is buffered (also when the run fails: those samples are good) and unlock."""
         if self._lock is None:
             return
         try:
-            self.flush()
+            self.flush(sync=True)
         finally:
             self._unlock()
             self._lock = None

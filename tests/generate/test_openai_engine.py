@@ -105,13 +105,16 @@ def test_completions_api_with_logprobs_and_token_ids(server, tiny_model_dir, byt
             assert str(token) in position and 2 <= len(position) <= 3 and max(position.values()) <= 0
 
 
-def test_server_errors_are_per_request_or_stop_the_run(server, tiny_model_dir, tmp_path):
-    items = [*problems(2), Problem(id="long", problem="y" * 700, source="t")]  # the server rejects it (400)
+def test_a_prompt_too_long_for_the_server_is_a_prompt_error_and_a_wrong_model_stops_the_run(
+    server, tiny_model_dir, tmp_path
+):
+    items = [*problems(2), Problem(id="long", problem="y" * 700, source="t")]  # no local tokenizer: the server says
     summary = generate(teacher(server.url, tiny_model_dir), tmp_path, items)
-    assert summary["gen/failed_requests"] == 2 and not summary["complete"] and summary["done_samples"] == 4
-    rows = [json.loads(line) for line in (tmp_path / f"{SHARD}.errors.jsonl").read_text().splitlines()]
-    assert [(row["kind"], row["problem_id"]) for row in rows] == [("request", "long")] * 2
-    assert all(row["message"].startswith("HTTP 400") for row in rows)
+    assert summary["complete"] and summary["done_samples"] == 4 and summary["gen/failed_requests"] == 0
+    assert summary["gen/prompt_errors"] == 1 and summary["excluded_problems"].keys() == {"long"}
+    row = json.loads((tmp_path / f"{SHARD}.errors.jsonl").read_text())
+    assert row["kind"] == "prompt" and row["problem_id"] == "long"
+    assert "<problems>:3: problem: id 'long': HTTP 400" in row["message"] and "context length" in row["message"]
     with pytest.raises(APIRejectedError, match="HTTP 404.*served_model_name"):
         generate(teacher(server.url, "no-such-model"), tmp_path / "wrong", problems(2))
 
@@ -120,26 +123,30 @@ def test_injected_faults_are_retried_and_a_hopeless_request_is_reported(server, 
     items = problems(8)
     generate(teacher(server.url, tiny_model_dir), tmp_path / "direct", items)
     faults = [429, 503, 502, "drop", "stall:4"]
-    hopeless = ("p005", 1)
+    hopeless, refused = ("p005", 1), ("p006", 0)
 
     def plan(body):
         if body["seed"] == reference[hopeless].seed:
-            return [500] * 100
+            return [500] * 100  # retried until the retries run out
+        if body["seed"] == reference[refused].seed:
+            return [422]  # not worth a retry
         return [faults[body["seed"] % len(faults)]]  # every other request fails once, then succeeds
 
     reference = traces(tmp_path / "direct")
     with FaultyProxy(server.url, plan) as proxy:
         model = teacher(proxy.url, tiny_model_dir, max_retries=3, request_timeout_s=2.0)
         summary = generate(model, tmp_path / "faulty", items)
-    assert set(proxy.faults) >= {"429", "503", "502", "drop", "stall:4", "500"}
-    assert summary["gen/failed_requests"] == 1 and summary["done_samples"] == 15
-    assert summary["gen/api_retries"] >= 15 + 3
-    row = json.loads((tmp_path / "faulty" / f"{SHARD}.errors.jsonl").read_text())
-    assert (row["problem_id"], row["sample_index"]) == hopeless and "gave up after 4 attempts: HTTP 500" in row[
-        "message"
-    ]
+    assert set(proxy.faults) >= {"429", "503", "502", "drop", "stall:4", "500", "422"}
+    assert summary["gen/failed_requests"] == 2 and summary["done_samples"] == 14
+    assert summary["gen/api_retries"] == 14 + 3
+    rows = {
+        (row["problem_id"], row["sample_index"]): row["message"]
+        for row in map(json.loads, (tmp_path / "faulty" / f"{SHARD}.errors.jsonl").read_text().splitlines())
+    }
+    assert rows.keys() == {hopeless, refused}
+    assert rows[hopeless].startswith("gave up after 4 attempts: HTTP 500") and rows[refused].startswith("HTTP 422")
     again = generate(teacher(server.url, tiny_model_dir), tmp_path / "faulty", items)  # a re-run retries it
-    assert again["complete"] and again["gen/new_samples"] == 1
+    assert again["complete"] and again["gen/new_samples"] == 2
     assert outputs(tmp_path / "faulty") == outputs(tmp_path / "direct")
 
 

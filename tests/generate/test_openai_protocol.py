@@ -91,6 +91,11 @@ def test_which_failures_are_retried():
     assert all(protocol.is_retryable_status(code) for code in (408, 409, 429, 500, 502, 503, 504))
     assert not any(protocol.is_retryable_status(code) for code in (400, 401, 403, 404, 413, 422))
     assert sorted(protocol.FATAL_STATUS) == [401, 403, 404]
+    vllm_says = "This model's maximum context length is 512 tokens. However, your request has 709 input tokens."
+    assert protocol.is_context_length_error(400, vllm_says)
+    assert protocol.is_context_length_error(400, '{"error": {"code": "context_length_exceeded"}}')
+    assert not protocol.is_context_length_error(400, "top_logprobs must be at most 20")
+    assert not protocol.is_context_length_error(500, vllm_says)
 
 
 def test_retry_after_and_backoff():
