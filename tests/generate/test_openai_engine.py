@@ -2,6 +2,8 @@
 log-probs, injected faults, and the server killed and restarted in the middle of a run."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +13,7 @@ from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.openai_engine import APIRejectedError
 from sky_distill.generate.stage import LazyEngine, generate_shard
 from sky_distill.records import Problem, Trace, read_jsonl_strict
+from tests.conftest import REPO
 from tests.generate.servers import FaultyProxy, VLLMServer
 
 pytestmark = pytest.mark.slow
@@ -171,3 +174,52 @@ def test_the_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(se
     assert written_before_restart < 80  # the kill did land mid-run
     assert outcome["complete"] and outcome["gen/failed_requests"] == 0 and outcome["gen/api_retries"] > 0
     assert outputs(tmp_path / "run") == outputs(tmp_path / "reference")
+
+
+def sky_distill_generate(*overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sky_distill.cli", "generate", *overrides]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_reports_every_bad_problem_record_and_generates_the_rest(server, tiny_model_dir, tmp_path):
+    rows = [
+        {"id": "a", "problem": "Compute 1 + 1."},
+        {"problem": "no id"},
+        {"id": "b", "problem": "  "},
+        {"id": "a", "problem": "Compute 2 + 2."},
+        {"id": "c", "problem": "z" * 600},
+        {"id": "d", "problem": "Compute 3 + 3."},
+    ]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    common = [f"paths.root={tmp_path}", "task.kind=jsonl", "task.name=mine", "generate.sampling.n=2"]
+    api = [
+        "teacher=vllm_server",
+        f"teacher.engine.base_url={server.url}",
+        f"teacher.engine.served_model_name={tiny_model_dir}",
+        f"teacher.engine.tokenizer={tiny_model_dir}",
+        "teacher.engine.max_model_len=512",
+    ]
+    result = sky_distill_generate(*common, f"+task.path={tasks}", *api)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stage_dir = tmp_path / "runs" / "demo" / "generate"
+    complete = json.loads((stage_dir / "COMPLETE.json").read_text())
+    assert complete["gen/problems"] == 2 and complete["gen/samples"] == 4
+    assert complete["gen/problem_errors"] == 3 and complete["gen/prompt_errors"] == 1
+    errors = [json.loads(line) for line in (stage_dir / "errors.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e.get("line"), e.get("field"), e.get("problem_id")) for e in errors] == [
+        ("problem", 2, "id", None),
+        ("problem", 3, "problem", None),
+        ("problem", 4, "id", None),
+        ("prompt", None, None, "c"),
+    ]
+    assert errors[3]["message"].startswith(f"{tasks}:5: problem: id 'c': prompt of")
+    assert '"gen/problem_errors": 3' in result.stdout
+
+    tasks.write_text(json.dumps({"problem": "no id at all"}) + "\n")
+    empty = sky_distill_generate(*common, f"+task.path={tasks}", "run_name=empty", *api)
+    assert empty.returncode == 1
+    assert empty.stderr.strip().splitlines()[-1] == (
+        f"sky-distill generate: error: task 'mine' has no usable problems in split 'train' "
+        f"(1 records rejected, e.g. {tasks}:1: id: missing field (mapped to 'id'))"
+    )

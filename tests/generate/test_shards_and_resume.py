@@ -216,3 +216,20 @@ def test_merge_keeps_only_the_samples_asked_for(tmp_path):
     summary = merge_shards(tmp_path, 1, provenance={})
     traces, _ = read_jsonl(tmp_path / "traces.jsonl", Trace)
     assert len(traces) == 10 and summary["gen/extra_lines_ignored"] == 5
+
+
+def test_the_merge_command_merges_once_and_again_when_a_shard_changed(tmp_path):
+    from sky_distill.generate import merge_stage
+    from tests.conftest import compose_config
+
+    stage_dir = tmp_path / "runs" / "demo" / "generate"
+    items = problems(9)
+    run_shards(stage_dir, items, 3)
+    cfg = compose_config([f"paths.root={tmp_path}", "generate.shard_count=3"], stage="merge")
+    first = merge_stage.run(cfg)
+    assert first["gen/samples"] == 18 and "provenance" not in first
+    stamp = (stage_dir / "COMPLETE.json").stat().st_mtime_ns
+    assert merge_stage.run(cfg)["traces_fingerprint"] == first["traces_fingerprint"]
+    assert (stage_dir / "COMPLETE.json").stat().st_mtime_ns == stamp  # nothing changed: not merged again
+    run_shards(stage_dir, items, 3, n=3)  # one more sample per problem
+    assert merge_stage.run(cfg)["gen/samples"] == 27
