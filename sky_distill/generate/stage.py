@@ -232,6 +232,77 @@ def error_rows(kind: str, errors: list[RecordError]) -> list[dict[str, Any]]:
     ]
 
 
+def sample_missing(
+    problems: list[Problem],
+    model: ModelConfig,
+    sampling: SamplingConfig,
+    missing: set[tuple[str, int]],
+    store: TraceStore,
+    engine: LazyEngine,
+    locations: Locations | None,
+    label: str,
+) -> tuple[RunCounts, dict[str, RecordError]]:
+    """Generate the missing samples into the store; also return, by problem id, the unpromptable problems."""
+    requests, prompt_errors = plan_requests(problems, model, sampling, missing, locations)
+    if requests:
+        requests, length_errors = render_requests(requests, engine.get(), sampling.max_tokens, locations)
+        prompt_errors.update(length_errors)
+    log.info("%s: %d samples to generate (%d stored before)", label, len(requests), len(store.done))
+    if not requests:
+        return RunCounts(), prompt_errors
+    by_id = {problem.id: problem for problem in problems}
+    counts = stream_samples(requests, engine.get(), sampling, model, by_id, store, label)
+    position = {problem.id: index for index, problem in enumerate(problems)}
+    for problem_id, reason in counts.rejected_prompts.items():  # too long, as the server counts
+        prompt_errors[problem_id] = RecordError(
+            *where(problem_id, locations, position[problem_id]), "problem", f"id {problem_id!r}: {reason}"
+        )
+    return counts, prompt_errors
+
+
+def shard_metrics(
+    store: TraceStore, expected: list[tuple[str, int]], counts: RunCounts, problem_errors: int, prompt_errors: int
+) -> dict[str, Any]:
+    """Completion bookkeeping and the `gen/` metrics of a shard: all its samples, and this run's speed."""
+    done = [key for key in expected if key in store.done]
+    return {
+        "complete": len(done) == len(expected),
+        "expected_samples": len(expected),
+        "done_samples": len(done),
+        "gen/problems": len({problem_id for problem_id, _ in expected}),
+        **trace_metrics(store.stats[key] for key in done),
+        **throughput_metrics(counts.new_samples, counts.new_tokens, counts.elapsed_s),
+        "gen/failed_requests": len(counts.failures),
+        "gen/prompt_errors": prompt_errors,
+        "gen/problem_errors": problem_errors,
+        "gen/unreadable_lines": len(store.errors),
+        "gen/duplicate_lines": store.duplicates,
+        "gen/torn_bytes_discarded": store.torn_bytes,
+    }
+
+
+def error_file_rows(
+    problem_errors: list[RecordError],
+    excluded: dict[str, dict[str, str]],
+    failures: list[SampleResult],
+    unreadable: list[RecordError],
+) -> list[dict[str, Any]]:
+    """Every rejected record, unpromptable problem, failed request and unreadable stored line."""
+    requests = [
+        {
+            "kind": "request",
+            "problem_id": f.request.problem_id,
+            "sample_index": f.request.sample_index,
+            "message": f.error,
+        }
+        for f in failures
+    ]
+    prompts = [
+        {"kind": "prompt", "problem_id": pid, "message": entry["error"]} for pid, entry in sorted(excluded.items())
+    ]
+    return error_rows("problem", problem_errors) + prompts + requests + error_rows("stored_line", unreadable)
+
+
 def generate_shard(
     problems: list[Problem],
     model: ModelConfig,
@@ -250,88 +321,38 @@ def generate_shard(
     with TraceStore(shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds) as store:
         fingerprint = check_settings(shard_dir / f"{name}.settings.json", trace_settings(model, sampling))
         previous = previous_summary(summary_path)
-        known = previous.get("excluded_problems", {})
         keys = {problem.id: exclusion_key(problem, model, fingerprint) for problem in problems}
-        excluded = {pid: entry for pid, entry in known.items() if keys.get(pid) == entry.get("key")}
+        excluded = {
+            pid: entry for pid, entry in previous.get("excluded_problems", {}).items() if keys.get(pid) == entry["key"]
+        }
         to_sample = [problem for problem in problems if problem.id not in excluded]
         missing = set(store.missing((p.id, index) for p in to_sample for index in range(sampling.n)))
-        prompt_errors: dict[str, RecordError] = {}
         counts = RunCounts()
         if missing:
-            requests, prompt_errors = plan_requests(to_sample, model, sampling, missing, locations)
-            if requests:
-                requests, length_errors = render_requests(requests, engine.get(), sampling.max_tokens, locations)
-                prompt_errors.update(length_errors)
-            log.info(
-                "%s: %d of %d samples to generate (%d stored before)",
-                name,
-                len(requests),
-                len(problems) * sampling.n,
-                len(store.done),
+            counts, prompt_errors = sample_missing(
+                to_sample, model, sampling, missing, store, engine, locations, f"generate {name}"
             )
-            if requests:
-                by_id = {problem.id: problem for problem in to_sample}
-                counts = stream_samples(requests, engine.get(), sampling, model, by_id, store, f"generate {name}")
-            position = {problem.id: index for index, problem in enumerate(problems)}
-            for problem_id, reason in counts.rejected_prompts.items():  # too long, as the server counts
-                prompt_errors[problem_id] = RecordError(
-                    *where(problem_id, locations, position[problem_id]), "problem", f"id {problem_id!r}: {reason}"
-                )
-        for problem_id, error in prompt_errors.items():
-            excluded[problem_id] = {"key": keys[problem_id], "error": str(error)}
+            excluded.update({pid: {"key": keys[pid], "error": str(error)} for pid, error in prompt_errors.items()})
         expected = [(p.id, index) for p in problems if p.id not in excluded for index in range(sampling.n)]
-        done = [key for key in expected if key in store.done]
-        stats = [store.stats[key] for key in done]
-        unreadable = list(store.errors)
         summary = {
             "shard": name,
             "shard_index": config.shard_index,
             "shard_count": config.shard_count,
             "n": sampling.n,
-            "complete": len(done) == len(expected),
-            "expected_samples": len(expected),
-            "done_samples": len(done),
-            "gen/problems": len(problems) - len(excluded),
-            **trace_metrics(stats),
-            **throughput_metrics(counts.new_samples, counts.new_tokens, counts.elapsed_s),
-            "gen/failed_requests": len(counts.failures),
-            "gen/prompt_errors": len(excluded),
-            "gen/problem_errors": len(problem_errors),
-            "gen/unreadable_lines": len(unreadable),
-            "gen/duplicate_lines": store.duplicates,
-            "gen/torn_bytes_discarded": store.torn_bytes,
+            **shard_metrics(store, expected, counts, len(problem_errors), len(excluded)),
         }
     if engine.started and hasattr(engine.get(), "retries"):
         summary["gen/api_retries"] = engine.get().retries
-    rows = (
-        error_rows("problem", problem_errors)
-        + [{"kind": "prompt", "problem_id": pid, "message": entry["error"]} for pid, entry in sorted(excluded.items())]
-        + [
-            {
-                "kind": "request",
-                "problem_id": failure.request.problem_id,
-                "sample_index": failure.request.sample_index,
-                "message": failure.error,
-            }
-            for failure in counts.failures
-        ]
-        + error_rows("stored_line", unreadable)
-    )
     errors_path = shard_dir / f"{name}.errors.jsonl"
-    write_jsonl(errors_path, rows)
-    examples = [str(error) for error in problem_errors[:ERROR_EXAMPLES]]
-    examples += [entry["error"] for entry in list(excluded.values())[:ERROR_EXAMPLES]]
-    examples += [
-        f"{f.request.problem_id}/{f.request.sample_index}: {f.error}" for f in counts.failures[:ERROR_EXAMPLES]
-    ]
+    write_jsonl(errors_path, error_file_rows(problem_errors, excluded, counts.failures, store.errors))
+    examples = [str(error) for error in problem_errors] + [entry["error"] for entry in excluded.values()]
+    examples += [f"{f.request.problem_id}/{f.request.sample_index}: {f.error}" for f in counts.failures]
     summary.update(
-        {
-            "errors_file": str(errors_path),
-            "error_examples": examples[:ERROR_EXAMPLES],
-            "excluded_problems": excluded,
-            "settings_fingerprint": fingerprint,
-            "problem_fingerprint": fingerprint_object(sorted(problem.id for problem in problems)),
-        }
+        errors_file=str(errors_path),
+        error_examples=examples[:ERROR_EXAMPLES],
+        excluded_problems=excluded,
+        settings_fingerprint=fingerprint,
+        problem_fingerprint=fingerprint_object(sorted(problem.id for problem in problems)),
     )
     if engine.started:
         running = engine.get()
@@ -342,6 +363,13 @@ def generate_shard(
         summary["provenance"] = provenance
     write_json_atomic(summary_path, summary)
     return summary
+
+
+def exit_on_sigterm() -> None:
+    """SLURM sends SIGTERM before it kills a job: leave through `finally`, so buffered samples are written."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def load_problems(task: TaskConfig, split: str) -> tuple[list[Problem], list[RecordError], Locations]:
@@ -356,6 +384,7 @@ def run(cfg: Any) -> dict[str, Any]:
 
     typed = stage_config(cfg, "generate")
     teacher, task, config, paths = typed["teacher"], typed["task"], typed["generate"], typed["paths"]
+    exit_on_sigterm()
     if teacher.engine.backend == "vllm":
         check_model_reference(
             teacher.path, "teacher", "set teacher.path, or run `sky-distill bootstrap` for the tiny teacher"

@@ -233,3 +233,34 @@ def test_the_merge_command_merges_once_and_again_when_a_shard_changed(tmp_path):
     assert (stage_dir / "COMPLETE.json").stat().st_mtime_ns == stamp  # nothing changed: not merged again
     run_shards(stage_dir, items, 3, n=3)  # one more sample per problem
     assert merge_stage.run(cfg)["gen/samples"] == 27
+
+
+def test_sigterm_writes_the_buffered_samples_before_exiting(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = f"""
+import os, signal
+from pathlib import Path
+from sky_distill.generate.stage import exit_on_sigterm, generate_shard
+from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
+from sky_distill.records import Problem
+from tests.generate.fakes import FakeEngine, FakeLazyEngine
+
+class Terminated(FakeEngine):
+    def generate(self, requests, sampling):
+        for count, result in enumerate(super().generate(requests, sampling)):
+            yield result
+            if count == 4:  # five samples buffered, none written yet (flush_every=100)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+exit_on_sigterm()
+problems = [Problem(id=f"p{{i}}", problem="x", source="t") for i in range(4)]
+config = GenerateConfig(sampling=SamplingConfig(n=3, max_tokens=4), flush_every=100, flush_seconds=1000)
+generate_shard(problems, ModelConfig(name="f", path="f"), config, Path({str(tmp_path)!r}), FakeLazyEngine(Terminated()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128 + 15, result.stderr
+    assert len(stored(tmp_path / f"{SHARD}.jsonl")) == 5
