@@ -124,3 +124,17 @@ def test_prompt_too_long_is_an_error_per_record(engine, tmp_path):
     assert summary["expected_samples"] == 4 and summary["complete"]
     rows = [json.loads(line) for line in (tmp_path / "shard-00000-of-00001.errors.jsonl").read_text().splitlines()]
     assert [(row["kind"], row["problem_id"]) for row in rows] == [("prompt", "p1")]
+
+
+def test_every_sampling_option_reaches_vllm():
+    from vllm.sampling_params import RequestOutputKind
+
+    from sky_distill.generate.engine import SampleRequest
+    from sky_distill.generate.vllm_engine import sampling_params
+
+    sampling = SamplingConfig(n=8, temperature=0.6, top_p=0.95, top_k=20, min_p=0.05, stop=["</answer>"], logprobs=5)
+    params = sampling_params(SampleRequest("p", 3, [], seed=1234, max_tokens=77), sampling)
+    assert (params.n, params.temperature, params.top_p, params.top_k, params.min_p) == (1, 0.6, 0.95, 20, 0.05)
+    assert (params.max_tokens, params.stop, params.seed, params.logprobs) == (77, ["</answer>"], 1234, 5)
+    assert params.output_kind == RequestOutputKind.FINAL_ONLY  # one message per finished sample
+    assert sampling_params(SampleRequest("p", 0, [], 1, 5), SamplingConfig(top_k=-1)).top_k in (0, -1)  # no cut
