@@ -204,6 +204,7 @@ class GenerateConfig(ConfigModel):
     sampling: SamplingConfig = SamplingConfig()
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
+    per_sample_seeds: bool = True  # each sample its own seed (same traces however run); false: vLLM's own seed only
     flush_every: int = Field(default=64, gt=0)  # samples buffered before an append (and fsync)
     flush_seconds: float = Field(default=5.0, gt=0)  # ... or seconds; fsync at most this often
 

@@ -19,7 +19,7 @@ class SampleRequest:
     problem_id: str
     sample_index: int
     messages: list[Message]
-    seed: int
+    seed: int | None  # None: the engine's own random state (no per-sample seed)
     max_tokens: int
     prompt_token_ids: list[int] | None = None  # rendered by the engine's tokenizer, if it has one
 

@@ -55,7 +55,9 @@ def request_body(
             raise ValueError("the completions API needs the prompt's token ids (set engine.tokenizer)")
         body["prompt"] = list(request.prompt_token_ids)
     body[options.max_tokens_param] = request.max_tokens
-    body.update(n=1, temperature=sampling.temperature, top_p=sampling.top_p, seed=request.seed)
+    body.update(n=1, temperature=sampling.temperature, top_p=sampling.top_p)
+    if request.seed is not None:
+        body["seed"] = request.seed
     if sampling.stop:
         body["stop"] = list(sampling.stop)
     if sampling.top_k > 0:  # not in OpenAI's API; vLLM, SGLang and most open servers take them

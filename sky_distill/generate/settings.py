@@ -20,7 +20,7 @@ class SettingsChangedError(SkyDistillError):
     """A shard was started with other settings than this run's."""
 
 
-def trace_settings(model: ModelConfig, sampling: SamplingConfig) -> dict[str, Any]:
+def trace_settings(model: ModelConfig, sampling: SamplingConfig, per_sample_seeds: bool = True) -> dict[str, Any]:
     """Everything that changes what a sample is, and nothing that only changes how fast it comes."""
     return {
         "model": {
@@ -40,6 +40,7 @@ def trace_settings(model: ModelConfig, sampling: SamplingConfig) -> dict[str, An
             "thought_format": model.thought_format,
         },
         "sampling": sampling.model_dump(exclude={"n"}),
+        "per_sample_seeds": per_sample_seeds,
     }
 
 

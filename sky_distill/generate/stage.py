@@ -48,9 +48,11 @@ def plan_requests(
     sampling: SamplingConfig,
     missing: set[tuple[str, int]],
     locations: Locations | None = None,
+    per_sample_seeds: bool = True,
 ) -> tuple[list[SampleRequest], dict[str, RecordError]]:
-    """One request per missing (problem, sample index), each with its own stable seed; and, by
-    problem id, the problems whose prompt cannot be built. A problem's samples stay adjacent."""
+    """One request per missing (problem, sample index), each with its own stable seed (unless
+    `per_sample_seeds` is off); and, by problem id, the problems whose prompt cannot be built.
+    A problem's samples stay adjacent (they share its prompt's cache)."""
     requests: list[SampleRequest] = []
     errors: dict[str, RecordError] = {}
     for index, problem in enumerate(problems):
@@ -65,7 +67,7 @@ def plan_requests(
             )
             continue
         for sample_index in indices:
-            seed = sample_seed(sampling.seed, problem.id, sample_index)
+            seed = sample_seed(sampling.seed, problem.id, sample_index) if per_sample_seeds else None
             requests.append(SampleRequest(problem.id, sample_index, messages, seed, sampling.max_tokens))
     return requests, errors
 
@@ -235,7 +237,7 @@ def error_rows(kind: str, errors: list[RecordError]) -> list[dict[str, Any]]:
 def sample_missing(
     problems: list[Problem],
     model: ModelConfig,
-    sampling: SamplingConfig,
+    config: GenerateConfig,
     missing: set[tuple[str, int]],
     store: TraceStore,
     engine: LazyEngine,
@@ -243,7 +245,8 @@ def sample_missing(
     label: str,
 ) -> tuple[RunCounts, dict[str, RecordError]]:
     """Generate the missing samples into the store; also return, by problem id, the unpromptable problems."""
-    requests, prompt_errors = plan_requests(problems, model, sampling, missing, locations)
+    sampling = config.sampling
+    requests, prompt_errors = plan_requests(problems, model, sampling, missing, locations, config.per_sample_seeds)
     if requests:
         requests, length_errors = render_requests(requests, engine.get(), sampling.max_tokens, locations)
         prompt_errors.update(length_errors)
@@ -319,7 +322,8 @@ def generate_shard(
     summary_path = shard_summary_path(shard_dir, name)
     problem_errors = list(problem_errors or [])
     with TraceStore(shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds) as store:
-        fingerprint = check_settings(shard_dir / f"{name}.settings.json", trace_settings(model, sampling))
+        settings = trace_settings(model, sampling, config.per_sample_seeds)
+        fingerprint = check_settings(shard_dir / f"{name}.settings.json", settings)
         previous = previous_summary(summary_path)
         keys = {problem.id: exclusion_key(problem, model, fingerprint) for problem in problems}
         excluded = {
@@ -330,7 +334,7 @@ def generate_shard(
         counts = RunCounts()
         if missing:
             counts, prompt_errors = sample_missing(
-                to_sample, model, sampling, missing, store, engine, locations, f"generate {name}"
+                to_sample, model, config, missing, store, engine, locations, f"generate {name}"
             )
             excluded.update({pid: {"key": keys[pid], "error": str(error)} for pid, error in prompt_errors.items()})
         expected = [(p.id, index) for p in problems if p.id not in excluded for index in range(sampling.n)]

@@ -125,6 +125,24 @@ def test_other_settings_are_refused_more_samples_are_not(tmp_path):
     assert changed_keys({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0}) == ["a.c", "d"]
 
 
+def test_without_per_sample_seeds_the_engine_seed_alone_decides(tmp_path):
+    from sky_distill.generate.openai_protocol import request_body
+    from sky_distill.generate.stage import plan_requests
+
+    items = problems(2)
+    missing = {(p.id, i) for p in items for i in range(3)}
+    seeded, _ = plan_requests(items, MODEL, SamplingConfig(n=3), missing)
+    unseeded, _ = plan_requests(items, MODEL, SamplingConfig(n=3), missing, per_sample_seeds=False)
+    assert len({r.seed for r in seeded}) == 6 and {r.seed for r in unseeded} == {None}
+    api = ModelConfig(name="a", path="m", engine={"backend": "openai", "base_url": "http://x/v1"}).engine
+    assert "seed" not in request_body(unseeded[0], SamplingConfig(), api, "m", chat=True)
+    free = GenerateConfig(sampling=SamplingConfig(n=3, max_tokens=8), per_sample_seeds=False)
+    generate_shard(items, MODEL, free, tmp_path, FakeLazyEngine(FakeEngine()))
+    assert {trace.seed for trace in read_jsonl_strict(tmp_path / f"{SHARD}.jsonl", Trace)} == {None}
+    with pytest.raises(SettingsChangedError, match=r"per_sample_seeds \(False -> True\)"):
+        generate_shard(items, MODEL, config(n=3), tmp_path, FakeLazyEngine(FakeEngine()))
+
+
 def test_a_shard_has_one_writer(tmp_path):
     with (
         TraceStore(tmp_path / "s.jsonl"),

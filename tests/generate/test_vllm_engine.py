@@ -138,3 +138,4 @@ def test_every_sampling_option_reaches_vllm():
     assert (params.max_tokens, params.stop, params.seed, params.logprobs) == (77, ["</answer>"], 1234, 5)
     assert params.output_kind == RequestOutputKind.FINAL_ONLY  # one message per finished sample
     assert sampling_params(SampleRequest("p", 0, [], 1, 5), SamplingConfig(top_k=-1)).top_k in (0, -1)  # no cut
+    assert sampling_params(SampleRequest("p", 0, [], None, 5), sampling).seed is None  # vLLM's own seed
