@@ -375,11 +375,28 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return score_external(config, load, run_dir / "eval", plain)
+        return headline(score_external(config, load, run_dir / "eval", plain))
     models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
-    return {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+    return headline(results)
+
+
+def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What the CLI prints: per model and benchmark, avg@n with its error and what sits next to it."""
+    keys = ("avg@n", "avg@n_stderr", "truncation_rate", "unparsed_rate", "mean_tokens")
+    return {
+        model: {
+            name: {
+                "n": summary.get("n"),
+                "problems": summary.get("problems"),
+                **{key: summary.get(f"eval/{name}/{key}") for key in keys},
+            }
+            for name, summary in benchmarks.items()
+        }
+        for model, benchmarks in results.items()
+    }
