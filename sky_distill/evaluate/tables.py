@@ -70,7 +70,7 @@ def build_table(
     if not table.columns:  # no runs: show every benchmark the baselines have
         table.columns = sorted({score.benchmark for score in baselines if score.group is None})
     sources: dict[str, int] = {}
-    for (model, key, benchmark), score in baseline_cells(list(baselines), table.columns, metric).items():
+    for (model, _source, benchmark), score in baseline_cells(list(baselines), table.columns, metric).items():
         citation = score.source.citation()
         if citation not in sources:
             sources[citation] = len(sources) + 1
