@@ -13,7 +13,9 @@ DEV_OUTPUTS = FIXTURES / "model_outputs_dev.jsonl"
 DEV_BENCHMARKS = ["aime24", "amc23", "math500", "minerva_math", "olympiadbench"]
 
 
-def score_responses_file(root: Path, path: Path, name: str, extra: list[str] | None = None) -> dict:
+def score_responses_file(
+    root: Path, path: Path, name: str, extra: list[str] | None = None, benchmarks: list[str] = DEV_BENCHMARKS
+) -> dict:
     from sky_distill.evaluate.stage import run
 
     cfg = compose_config(
@@ -22,7 +24,7 @@ def score_responses_file(root: Path, path: Path, name: str, extra: list[str] | N
             f"paths.benchmarks_dir={BENCHMARKS}",
             f"eval.responses.path={path}",
             f"eval.responses.name={name}",
-            f"eval.benchmarks=[{','.join(DEV_BENCHMARKS)}]",
+            f"eval.benchmarks=[{','.join(benchmarks)}]",
             "eval.bootstrap_resamples=200",
             *(extra or []),
         ],
