@@ -33,7 +33,7 @@ def score_responses_file(
     return run(cfg)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dev_run(tmp_path_factory, tiny_model_dir):
     """Two scored 'models' in one run directory: the dev outputs, and the same file with every
     response cut to its first half (a worse model, for comparisons and the notebook)."""
