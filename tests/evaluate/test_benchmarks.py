@@ -240,3 +240,16 @@ def test_rows_with_missing_fields_are_counted_with_file_line_and_field(tmp_path)
     assert errors[0].endswith("aime24.jsonl:2: answer: missing field (mapped to 'answer')")
     assert "aime24.jsonl:3: id: duplicate id '2024-I-1'" in errors[1]
     assert "aime24.jsonl:5: <json>: not valid JSON" in errors[2]
+
+
+@pytest.mark.parametrize("overrides", [["experiment=sky_t1_32b"], ["eval=reasoning"], ["eval=code"], ["eval=math"]])
+def test_every_configured_suite_names_known_benchmarks(overrides):
+    from sky_distill.config import stage_config
+    from sky_distill.evaluate.stage import check_names, plan_run
+    from tests.conftest import compose_config
+
+    typed = stage_config(compose_config(overrides, stage="eval"), "eval")
+    check_names(typed["eval"], REGISTRY, typed["task"].name)
+    for name in typed["eval"].benchmarks:
+        run = plan_run(name, typed["teacher"], REGISTRY.get(name), typed["eval"])
+        assert run.sampling.max_tokens > 0 and run.model.prompt_template == "{problem}"

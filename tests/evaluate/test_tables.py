@@ -96,3 +96,20 @@ def test_latex_escapes_names():
     summaries = [{"model": "a_b&c", "benchmark": "x_y", "eval/x_y/avg@n": 0.5, "eval/x_y/avg@n_stderr": 0.1}]
     tex = latex_table(build_table(summaries))
     assert "a\\_b\\&c & $50.0 \\pm 10.0$" in tex
+
+
+def test_runs_without_common_problems_cannot_be_paired():
+    from sky_distill.errors import SkyDistillError
+    from sky_distill.evaluate.compare import compare_samples
+    from sky_distill.records import EvalSample
+
+    def sample(pid):
+        return EvalSample(
+            benchmark="b", problem_id=pid, sample_index=0, model="m", response="", correct=True,
+            status="correct", completion_tokens=1, finish_reason="stop", truncated=False,
+        )  # fmt: skip
+
+    with pytest.raises(SkyDistillError, match="share no problem ids"):
+        compare_samples([sample("x")], [sample("y")])
+    paired = compare_samples([sample("x"), sample("z")], [sample("x")])
+    assert paired["problems"] == 1 and paired["only_in_a"] == 1 and paired["only_in_b"] == 0
