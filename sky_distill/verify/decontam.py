@@ -1,0 +1,112 @@
+"""Benchmark decontamination: drop training problems that share a word n-gram with an eval problem.
+
+Eval sets are JSONL files in `paths.benchmarks_dir`, found by name: `<name>.jsonl`, or the local
+file the eval registry names for that benchmark (`mbpp` -> `mbpp_test.jsonl`). A training
+problem is contaminated by a benchmark when any of its word n-grams (lower case, punctuation
+and LaTeX markup dropped) occurs in one of the benchmark's problems; a problem shorter than n
+words is contaminated when its whole normalized text equals one. The index is pure; reading
+files is `load_benchmark_texts`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sky_distill.errors import MissingInputError
+
+
+def words(text: str) -> list[str]:
+    text = re.sub(r"\\[a-zA-Z]+", " ", text.lower())  # \frac, \left: markup, not content
+    return re.findall(r"[a-z0-9]+", text)
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+@dataclass
+class ContaminationIndex:
+    """Every n-gram of the eval problems, with the benchmarks it came from."""
+
+    n: int = 8
+    grams: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
+    short_texts: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
+    sizes: Counter = field(default_factory=Counter)
+
+    def add(self, benchmark: str, texts: Iterable[str]) -> None:
+        for text in texts:
+            tokens = words(text)
+            self.sizes[benchmark] += 1
+            if len(tokens) < self.n:
+                self.short_texts.setdefault(tuple(tokens), set()).add(benchmark)
+            for gram in ngrams(tokens, self.n):
+                self.grams.setdefault(gram, set()).add(benchmark)
+
+    def matches(self, text: str) -> set[str]:
+        """The benchmarks this text overlaps."""
+        tokens = words(text)
+        found: set[str] = set(self.short_texts.get(tuple(tokens), ()))
+        for gram in ngrams(tokens, self.n):
+            found |= self.grams.get(gram, set())
+        return found
+
+
+def benchmark_file(name: str, benchmarks_dir: str | Path) -> Path:
+    """`<dir>/<name>.jsonl`, else the local file the eval registry gives the benchmark."""
+    directory = Path(benchmarks_dir)
+    direct = directory / f"{name}.jsonl"
+    if direct.is_file():
+        return direct
+    try:
+        from sky_distill.evaluate.benchmarks import load_registry
+
+        spec = load_registry().get(name)
+    except Exception:  # the registry is optional here: a name can always be a file stem
+        spec = None
+    if spec is not None and spec.local is not None and (directory / spec.local.file).is_file():
+        return directory / spec.local.file
+    raise MissingInputError(f"verify.decontaminate: no eval set {name!r} in {directory} (looked for {direct.name})")
+
+
+def load_benchmark_texts(name: str, benchmarks_dir: str | Path | None) -> list[str]:
+    """The problem statements of one eval set."""
+    if not benchmarks_dir:
+        raise MissingInputError(
+            "verify.decontaminate.benchmarks needs paths.benchmarks_dir (or $SKY_DISTILL_BENCHMARKS)"
+        )
+    path = benchmark_file(name, benchmarks_dir)
+    texts = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise MissingInputError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+            text = row.get("problem") or row.get("question") or row.get("prompt") or row.get("text")
+            if text:
+                texts.append(str(text))
+    return texts
+
+
+def build_index(names: Iterable[str], benchmarks_dir: str | Path | None, n: int) -> ContaminationIndex:
+    index = ContaminationIndex(n=n)
+    for name in names:
+        index.add(name, load_benchmark_texts(name, benchmarks_dir))
+    return index
+
+
+def contaminated_problems(problems: dict[str, str], index: ContaminationIndex) -> dict[str, list[str]]:
+    """Problem id -> the benchmarks it overlaps, for every contaminated problem."""
+    found = {}
+    for problem_id, text in problems.items():
+        hits = index.matches(text)
+        if hits:
+            found[problem_id] = sorted(hits)
+    return found
