@@ -202,10 +202,11 @@ class DedupConfig(ConfigModel):
 
 
 class DecontaminateConfig(ConfigModel):
-    """Drop training problems that share a word n-gram with an eval set in paths.benchmarks_dir."""
+    """Drop training problems that contain an eval problem (word n-grams) of an eval set in paths.benchmarks_dir."""
 
     benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
     ngram: int = Field(default=8, ge=1)
+    min_overlap: float = Field(default=0.5, gt=0, le=1)  # share of an eval problem's n-grams found in a training problem
 
 
 class SFTFormatConfig(ConfigModel):

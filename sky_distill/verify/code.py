@@ -12,7 +12,7 @@ The test contract (`Problem.tests` for `answer_type == "code"`), shared with the
 Optional keys (both types): `timeout_s` (per test: the functional program, or one stdio case),
 `memory_mb`, `prelude` (code run before a functional solution; default `FUNCTIONAL_PRELUDE`,
 `""` for none). A problem's total time is capped by the check's timeout (`problem_timeout_s`).
-A string `tests` is read as JSON. Malformed tests are reported (`TestsError`), never run.
+A string `tests` is read as JSON. Malformed tests are reported (`MalformedTestsError`), never run.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def configure(settings: CodeSettings | None) -> None:
     _settings = settings or CodeSettings()
 
 
-class TestsError(ValueError):
+class MalformedTestsError(ValueError):
     """A problem's tests do not follow the contract; the message names the field."""
 
 
@@ -111,45 +111,45 @@ def code_fingerprint(code: str) -> str:
 
 
 def parse_tests(tests: Any) -> dict[str, Any]:
-    """Validated tests (a dict following the contract) or `TestsError` naming what is wrong."""
+    """Validated tests (a dict following the contract) or `MalformedTestsError` naming what is wrong."""
     if tests is None:
-        raise TestsError("tests: missing (a code problem needs tests)")
+        raise MalformedTestsError("tests: missing (a code problem needs tests)")
     if isinstance(tests, str):
         try:
             tests = json.loads(tests)
         except json.JSONDecodeError as error:
-            raise TestsError(f"tests: not valid JSON ({error.msg} at column {error.colno})") from error
+            raise MalformedTestsError(f"tests: not valid JSON ({error.msg} at column {error.colno})") from error
     if not isinstance(tests, dict):
-        raise TestsError(f"tests: expected an object, got {type(tests).__name__}")
+        raise MalformedTestsError(f"tests: expected an object, got {type(tests).__name__}")
     kind = tests.get("type")
     if kind == "functional":
         if not isinstance(tests.get("code"), str) or not tests["code"].strip():
-            raise TestsError("tests.code: missing or empty")
+            raise MalformedTestsError("tests.code: missing or empty")
         entry = tests.get("entry_point")
         if entry is not None and (not isinstance(entry, str) or not entry.isidentifier()):
-            raise TestsError(f"tests.entry_point: not a function name: {entry!r}")
+            raise MalformedTestsError(f"tests.entry_point: not a function name: {entry!r}")
     elif kind == "stdio":
         cases = tests.get("cases")
         if isinstance(cases, str):
             try:
                 cases = json.loads(cases)
             except json.JSONDecodeError as error:
-                raise TestsError(f"tests.cases: not valid JSON ({error.msg} at column {error.colno})") from error
+                raise MalformedTestsError(f"tests.cases: not valid JSON ({error.msg} at column {error.colno})") from error
         if not isinstance(cases, list) or not cases:
-            raise TestsError("tests.cases: missing or empty")
+            raise MalformedTestsError("tests.cases: missing or empty")
         for index, case in enumerate(cases):
             if not isinstance(case, dict):
-                raise TestsError(f"tests.cases[{index}]: expected an object, got {type(case).__name__}")
+                raise MalformedTestsError(f"tests.cases[{index}]: expected an object, got {type(case).__name__}")
             for key in ("input", "output"):
                 if not isinstance(case.get(key), str):
-                    raise TestsError(f"tests.cases[{index}].{key}: missing or not a string")
+                    raise MalformedTestsError(f"tests.cases[{index}].{key}: missing or not a string")
         tests = {**tests, "cases": cases}
     else:
-        raise TestsError(f"tests.type: expected 'functional' or 'stdio', got {kind!r}")
+        raise MalformedTestsError(f"tests.type: expected 'functional' or 'stdio', got {kind!r}")
     for key in ("timeout_s", "memory_mb"):
         value = tests.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise TestsError(f"tests.{key}: expected a positive number, got {value!r}")
+            raise MalformedTestsError(f"tests.{key}: expected a positive number, got {value!r}")
     return tests
 
 
@@ -259,6 +259,8 @@ def run_stdio(solution: str, tests: dict[str, Any], budget_s: float, settings: C
             site_packages=settings.site_packages,
         )
         where = f"case {index + 1}/{len(cases)}"
+        if result.status == "timeout" and timeout < per_test:
+            return "timeout", f"problem time cap ({budget_s:g}s) reached in {where} after {passed} passed"
         if result.status != "ok":
             status, detail = _failure(result, where)
             if status in ("timeout", "error") or settings.stop_at_first_failure:
@@ -283,7 +285,7 @@ def check_code(
     started = time.perf_counter() if started is None else started
     try:
         parsed = parse_tests(tests)
-    except TestsError as error:
+    except MalformedTestsError as error:
         return _verdict("error", None, str(error), started)
     solution = extract_code(response)
     if solution is None:

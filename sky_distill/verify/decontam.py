@@ -1,11 +1,11 @@
-"""Benchmark decontamination: drop training problems that share a word n-gram with an eval problem.
+"""Benchmark decontamination: drop training problems that contain an eval problem (word n-gram overlap).
 
 Eval sets are JSONL files in `paths.benchmarks_dir`, found by name: `<name>.jsonl`, or the local
-file the eval registry names for that benchmark (`mbpp` -> `mbpp_test.jsonl`). A training
-problem is contaminated by a benchmark when any of its word n-grams (lower case, punctuation
-and LaTeX markup dropped) occurs in one of the benchmark's problems; a problem shorter than n
-words is contaminated when its whole normalized text equals one. The index is pure; reading
-files is `load_benchmark_texts`.
+file the eval registry names for that benchmark (`mbpp` -> `mbpp_test.jsonl`). Words are lower
+case with punctuation and LaTeX markup dropped. A training problem is contaminated by a benchmark
+when it holds at least `min_overlap` of one of the benchmark's problems' n-grams (`min_overlap`
+near 0: any shared n-gram); an eval problem shorter than n words must match whole. The index
+is pure; reading files is `load_benchmark_texts`.
 """
 
 from __future__ import annotations
@@ -31,28 +31,48 @@ def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
 
 @dataclass
 class ContaminationIndex:
-    """Every n-gram of the eval problems, with the benchmarks it came from."""
+    """The word n-grams of every eval problem.
+
+    A text is contaminated by an eval problem when it contains at least `min_overlap` of that
+    problem's n-grams (all of its words in a row, for a problem shorter than n): most of the eval problem
+    appears in it. Boilerplate shared by many problems ("where m and n are relatively prime
+    positive integers") is a small part of any one problem and does not count as contamination.
+    """
 
     n: int = 8
-    grams: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
-    short_texts: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
+    min_overlap: float = 0.5
+    grams: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    short_texts: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    problems: list[tuple[str, int]] = field(default_factory=list)  # (benchmark, number of n-grams)
     sizes: Counter = field(default_factory=Counter)
 
     def add(self, benchmark: str, texts: Iterable[str]) -> None:
         for text in texts:
             tokens = words(text)
+            grams = ngrams(tokens, self.n)
+            number = len(self.problems)
+            self.problems.append((benchmark, len(grams)))
             self.sizes[benchmark] += 1
-            if len(tokens) < self.n:
-                self.short_texts.setdefault(tuple(tokens), set()).add(benchmark)
-            for gram in ngrams(tokens, self.n):
-                self.grams.setdefault(gram, set()).add(benchmark)
+            if not grams:
+                self.short_texts.setdefault(tuple(tokens), []).append(number)
+            for gram in grams:
+                self.grams.setdefault(gram, []).append(number)
 
     def matches(self, text: str) -> set[str]:
-        """The benchmarks this text overlaps."""
+        """The benchmarks with a problem this text contains (most of its n-grams)."""
         tokens = words(text)
-        found: set[str] = set(self.short_texts.get(tuple(tokens), ()))
+        found = set()
+        for length in {len(short) for short in self.short_texts}:  # short eval problems: contained word for word
+            for start in range(len(tokens) - length + 1):
+                for number in self.short_texts.get(tuple(tokens[start : start + length]), ()):
+                    found.add(self.problems[number][0])
+        shared: Counter = Counter()
         for gram in ngrams(tokens, self.n):
-            found |= self.grams.get(gram, set())
+            shared.update(self.grams.get(gram, ()))
+        for number, count in shared.items():
+            benchmark, total = self.problems[number]
+            if count >= self.min_overlap * total:
+                found.add(benchmark)
         return found
 
 
@@ -95,8 +115,10 @@ def load_benchmark_texts(name: str, benchmarks_dir: str | Path | None) -> list[s
     return texts
 
 
-def build_index(names: Iterable[str], benchmarks_dir: str | Path | None, n: int) -> ContaminationIndex:
-    index = ContaminationIndex(n=n)
+def build_index(
+    names: Iterable[str], benchmarks_dir: str | Path | None, n: int, min_overlap: float = 0.5
+) -> ContaminationIndex:
+    index = ContaminationIndex(n=n, min_overlap=min_overlap)
     for name in names:
         index.add(name, load_benchmark_texts(name, benchmarks_dir))
     return index

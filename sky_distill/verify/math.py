@@ -79,7 +79,9 @@ def _stated_answer(region: str) -> str | None:
         found = [match.group(1).strip() for match in pattern.finditer(region)]
         found = [answer.rstrip(".").strip() for answer in found if answer.strip()]
         if found:
-            return found[-1]
+            answer = found[-1]
+            inner = _stated_answer(answer) if answer != region else None  # "Final Answer: The final answer is $x$"
+            return _strip_delimiters(inner or answer)
     return None
 
 
@@ -322,7 +324,9 @@ def equivalent(pred: str, gold: str) -> bool:
         if pred_is_text and gold_is_text:
             return False  # 'Monday' is not the product d*a*m*n*o*y
     if _too_costly(pred) or _too_costly(gold):
-        return _squash(normalize_bare(pred)) == _squash(normalize_bare(gold))
+        return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(
+            normalize_bare(gold)
+        ).replace("{", "").replace("}", "")
     if _percent_as_ratio(pred, gold):
         return True
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)

@@ -7,7 +7,8 @@ Formats of the assistant turn:
 
 The thinking and the answer come from the trace: its separate `reasoning` channel, `<think>`
 tags, or Sky-T1 tags; a response without any is split before its closing paragraph (the one that
-states the final answer), and kept whole as the answer when it has a single paragraph.
+states the final answer or holds the code block), and kept whole as the answer when it has a
+single paragraph.
 """
 
 from __future__ import annotations
@@ -37,10 +38,27 @@ def split_thinking(response: str, reasoning: str | None = None) -> tuple[str, st
     think = _THINK.match(response)
     if think:
         return think.group(1).strip(), think.group(2).strip()
-    paragraphs = [p for p in re.split(r"\n\s*\n", response.strip()) if p.strip()]
+    paragraphs = _paragraphs(response.strip())
     if len(paragraphs) < 2:
         return "", response.strip()
     return "\n\n".join(paragraphs[:-1]).strip(), paragraphs[-1].strip()
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Blocks separated by blank lines; a fenced code block stays whole (its blank lines do not split it)."""
+    paragraphs, current, fenced = [], [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not line.strip() and not fenced:
+            if current:
+                paragraphs.append("\n".join(current))
+                current = []
+            continue
+        current.append(line)
+    if current:
+        paragraphs.append("\n".join(current))
+    return paragraphs
 
 
 def format_assistant(thinking: str, answer: str, response: str, style: str) -> str:

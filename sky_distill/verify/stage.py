@@ -256,13 +256,14 @@ def curation_filter(
     excluded: set[str] = set()
     decontaminate = config.decontaminate
     if decontaminate.benchmarks:
-        index = build_index(decontaminate.benchmarks, benchmarks_dir, decontaminate.ngram)
+        index = build_index(decontaminate.benchmarks, benchmarks_dir, decontaminate.ngram, decontaminate.min_overlap)
         found = contaminated_problems(texts, index)
         excluded |= set(found)
         per_benchmark = Counter(name for names in found.values() for name in names)
         traces_removed = Counter(name for trace in traces for name in found.get(trace.problem_id, ()))
         summary["decontamination"] = {
             "ngram": decontaminate.ngram,
+            "min_overlap": decontaminate.min_overlap,
             "benchmarks": {name: index.sizes[name] for name in decontaminate.benchmarks},
             "problems_removed": len(found),
             "traces_removed": sum(1 for trace in traces if trace.problem_id in found),
