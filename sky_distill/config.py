@@ -206,7 +206,9 @@ class DecontaminateConfig(ConfigModel):
 
     benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
     ngram: int = Field(default=8, ge=1)
-    min_overlap: float = Field(default=0.5, gt=0, le=1)  # share of an eval problem's n-grams found in a training problem
+    min_overlap: float = Field(
+        default=0.5, gt=0, le=1
+    )  # share of an eval problem's n-grams found in a training problem
 
 
 class SFTFormatConfig(ConfigModel):

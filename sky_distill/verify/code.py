@@ -134,7 +134,9 @@ def parse_tests(tests: Any) -> dict[str, Any]:
             try:
                 cases = json.loads(cases)
             except json.JSONDecodeError as error:
-                raise MalformedTestsError(f"tests.cases: not valid JSON ({error.msg} at column {error.colno})") from error
+                raise MalformedTestsError(
+                    f"tests.cases: not valid JSON ({error.msg} at column {error.colno})"
+                ) from error
         if not isinstance(cases, list) or not cases:
             raise MalformedTestsError("tests.cases: missing or empty")
         for index, case in enumerate(cases):

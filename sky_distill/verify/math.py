@@ -324,9 +324,9 @@ def equivalent(pred: str, gold: str) -> bool:
         if pred_is_text and gold_is_text:
             return False  # 'Monday' is not the product d*a*m*n*o*y
     if _too_costly(pred) or _too_costly(gold):
-        return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(
-            normalize_bare(gold)
-        ).replace("{", "").replace("}", "")
+        return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(normalize_bare(gold)).replace(
+            "{", ""
+        ).replace("}", "")
     if _percent_as_ratio(pred, gold):
         return True
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)

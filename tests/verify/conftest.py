@@ -25,7 +25,9 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def make_trace(problem: Problem, index: int, response: str, truncated: bool = False, tokens: int | None = None) -> Trace:
+def make_trace(
+    problem: Problem, index: int, response: str, truncated: bool = False, tokens: int | None = None
+) -> Trace:
     return Trace(
         problem_id=problem.id,
         sample_index=index,
@@ -56,7 +58,11 @@ def build_generation(run_dir: Path) -> dict:
         for row in chosen:
             gold = golds[name][row["problem_id"]]
             problem = Problem(
-                id=row["problem_id"], problem=gold["problem"], answer=str(gold["answer"]), source=name, metadata={"level": name}
+                id=row["problem_id"],
+                problem=gold["problem"],
+                answer=str(gold["answer"]),
+                source=name,
+                metadata={"level": name},
             )
             if problem.id not in {p.id for p in problems}:
                 problems.append(problem)
@@ -87,15 +93,32 @@ def build_generation(run_dir: Path) -> dict:
     problems.append(stdio)
     traces += [make_trace(stdio, 0, STDIO_RIGHT), make_trace(stdio, 1, STDIO_WRONG), make_trace(stdio, 2, STDIO_RIGHT)]
 
-    choice = Problem(id="gpqa-1", problem="Which is a noble gas? (A) N (B) O (C) Ne (D) H", answer="C", source="gpqa", answer_type="choice")
+    choice = Problem(
+        id="gpqa-1",
+        problem="Which is a noble gas? (A) N (B) O (C) Ne (D) H",
+        answer="C",
+        source="gpqa",
+        answer_type="choice",
+    )
     problems.append(choice)
-    traces += [make_trace(choice, 0, "Neon is inert.\n\nThe answer is (C)."), make_trace(choice, 1, "It is a gas. \\boxed{A}")]
+    traces += [
+        make_trace(choice, 0, "Neon is inert.\n\nThe answer is (C)."),
+        make_trace(choice, 1, "It is a gas. \\boxed{A}"),
+    ]
 
     # Malformed problems: each gives an error verdict naming the problem.
     broken = [
         Problem(id="broken-gold", problem="What is 1+1?", answer="\\frac{", source="broken"),
-        Problem(id="broken-cases", problem="Sum.", source="broken", answer_type="code", tests={"type": "stdio", "cases": [{"input": "1"}]}),
-        Problem(id="broken-json", problem="Sum.", source="broken", answer_type="code", tests='{"type": "stdio", "cases": [{'),
+        Problem(
+            id="broken-cases",
+            problem="Sum.",
+            source="broken",
+            answer_type="code",
+            tests={"type": "stdio", "cases": [{"input": "1"}]},
+        ),
+        Problem(
+            id="broken-json", problem="Sum.", source="broken", answer_type="code", tests='{"type": "stdio", "cases": [{'
+        ),
     ]
     for problem in broken:
         problems.append(problem)
@@ -103,7 +126,9 @@ def build_generation(run_dir: Path) -> dict:
 
     # A training problem copied from an eval set: decontamination removes it.
     math500 = read_rows(BENCHMARKS / "math500.jsonl")[0]
-    copied = Problem(id="copied-from-math500", problem=math500["problem"], answer=str(math500["answer"]), source="scraped")
+    copied = Problem(
+        id="copied-from-math500", problem=math500["problem"], answer=str(math500["answer"]), source="scraped"
+    )
     problems.append(copied)
     traces.append(make_trace(copied, 0, f"Done.\n\n\\boxed{{{math500['answer']}}}"))
 
@@ -134,6 +159,8 @@ def verify_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("verify-run")
     run_dir = root / "runs" / "demo"
     generated = build_generation(run_dir)
-    cfg = compose_config([f"paths.root={root}", f"paths.benchmarks_dir={BENCHMARKS}", *VERIFY_OVERRIDES], stage="verify")
+    cfg = compose_config(
+        [f"paths.root={root}", f"paths.benchmarks_dir={BENCHMARKS}", *VERIFY_OVERRIDES], stage="verify"
+    )
     report = run(cfg)
     return run_dir, generated, report

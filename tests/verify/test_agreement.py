@@ -27,7 +27,9 @@ def read_jsonl(path):
 @requires_shared(FIXTURES / "answer_equivalence_dev.jsonl")
 def test_answer_pairs_agree_with_their_labels():
     rows = read_jsonl(FIXTURES / "answer_equivalence_dev.jsonl")
-    wrong = [(r["pred"][:60], r["gold"][:60], r["equal"]) for r in rows if equivalent(r["pred"], r["gold"]) != r["equal"]]
+    wrong = [
+        (r["pred"][:60], r["gold"][:60], r["equal"]) for r in rows if equivalent(r["pred"], r["gold"]) != r["equal"]
+    ]
     agreement = 1 - len(wrong) / len(rows)
     print(f"\nanswer pairs: {len(rows) - len(wrong)}/{len(rows)} = {agreement:.3f}; disagreements: {wrong}")
     assert agreement >= MIN_PAIR_AGREEMENT
@@ -41,7 +43,9 @@ def test_model_outputs_agree_with_their_labels_through_the_worker_pool():
     problems = {}
     for benchmark in {row["benchmark"] for row in rows}:
         for gold in read_jsonl(BENCHMARKS / f"{benchmark}.jsonl"):
-            problems[gold["id"]] = Problem(id=gold["id"], problem=gold["problem"], answer=str(gold["answer"]), source=benchmark)
+            problems[gold["id"]] = Problem(
+                id=gold["id"], problem=gold["problem"], answer=str(gold["answer"]), source=benchmark
+            )
     items = [(row["problem_id"], index, row["response"]) for index, row in enumerate(rows)]
     verdicts = verify_responses(items, problems, timeout_s=20, workers=2)
     agree = sum(verdict.correct == row["label"] for verdict, row in zip(verdicts, rows))

@@ -61,7 +61,9 @@ def test_tests_may_come_as_json_text():
 
 
 def test_functional_program_calls_check_only_when_defined():
-    with_check = functional_program("def f(): return 1", {"code": "def check(c):\n    assert c() == 1", "entry_point": "f"})
+    with_check = functional_program(
+        "def f(): return 1", {"code": "def check(c):\n    assert c() == 1", "entry_point": "f"}
+    )
     assert with_check.rstrip().endswith("check(f)") and "from typing import *" in with_check
     asserts = functional_program("def f(): return 1", {"code": "assert f() == 1", "entry_point": "f", "prelude": ""})
     assert "check(" not in asserts and "typing" not in asserts
@@ -139,7 +141,11 @@ SUM_PROGRAM = "import sys\nnumbers = list(map(float, sys.stdin.read().split()))\
 
 @pytest.mark.slow
 def test_stdio_cases_tolerant_comparison_and_first_failure():
-    cases = [{"input": "1 2\n", "output": "1.5000000\n"}, {"input": "1 1 1", "output": "1"}, {"input": "2 4", "output": "3"}]
+    cases = [
+        {"input": "1 2\n", "output": "1.5000000\n"},
+        {"input": "1 1 1", "output": "1"},
+        {"input": "2 4", "output": "3"},
+    ]
     tests = {"type": "stdio", "cases": cases}
     assert check_response("code", fenced(SUM_PROGRAM), "", tests, 30)["status"] == "correct"
     wrong = {"type": "stdio", "cases": [*cases[:1], {"input": "1 1", "output": "5"}, {"input": "2 4", "output": "3"}]}
@@ -147,7 +153,10 @@ def test_stdio_cases_tolerant_comparison_and_first_failure():
     assert result["status"] == "incorrect" and result["detail"].startswith("case 2/3: expected '5'")
     configure(CodeSettings(stop_at_first_failure=False))
     try:
-        wrong_twice = {"type": "stdio", "cases": [{"input": "1", "output": "2"}, {"input": "3", "output": "3"}, {"input": "1", "output": "9"}]}
+        wrong_twice = {
+            "type": "stdio",
+            "cases": [{"input": "1", "output": "2"}, {"input": "3", "output": "3"}, {"input": "1", "output": "9"}],
+        }
         result = check_response("code", fenced(SUM_PROGRAM), "", wrong_twice, 30)
         assert result["status"] == "incorrect" and result["detail"].startswith("passed 1/3")
     finally:

@@ -7,7 +7,12 @@ import pytest
 from sky_distill.errors import MissingInputError
 from sky_distill.records import Message, Trace, Verdict
 from sky_distill.verify.decontam import ContaminationIndex, benchmark_file, build_index, contaminated_problems
-from sky_distill.verify.dedup import exact_duplicate_traces, minhash_signature, near_duplicate_groups, near_duplicate_problems
+from sky_distill.verify.dedup import (
+    exact_duplicate_traces,
+    minhash_signature,
+    near_duplicate_groups,
+    near_duplicate_problems,
+)
 from sky_distill.verify.select import TraceFilter, filter_traces, select_traces
 from sky_distill.verify.sft import format_assistant, split_thinking, to_sft_example
 from tests.conftest import BENCHMARKS, requires_shared
@@ -35,7 +40,14 @@ def trace(problem_id, index, tokens=10, truncated=False, response=None, reasonin
 
 def verdict(t, correct):
     status = "correct" if correct else "incorrect"
-    return Verdict(problem_id=t.problem_id, sample_index=t.sample_index, correct=correct, status=status, verifier="v", verifier_version="1")
+    return Verdict(
+        problem_id=t.problem_id,
+        sample_index=t.sample_index,
+        correct=correct,
+        status=status,
+        verifier="v",
+        verifier_version="1",
+    )
 
 
 @pytest.fixture
@@ -49,7 +61,15 @@ def sampled():
         trace("b", 1, 50),
         trace("c", 0, 15),
     ]
-    correct = {("a", 0): True, ("a", 1): True, ("a", 2): True, ("a", 3): True, ("b", 0): False, ("b", 1): True, ("c", 0): False}
+    correct = {
+        ("a", 0): True,
+        ("a", 1): True,
+        ("a", 2): True,
+        ("a", 3): True,
+        ("b", 0): False,
+        ("b", 1): True,
+        ("c", 0): False,
+    }
     return traces, {t.key: verdict(t, correct[t.key]) for t in traces}
 
 
@@ -82,7 +102,11 @@ def test_filters_count_what_they_drop(sampled):
 
 
 def test_exact_duplicates_keep_the_first_sample():
-    traces = [trace("a", 1, response="Same  answer"), trace("a", 0, response="same answer"), trace("b", 0, response="same answer")]
+    traces = [
+        trace("a", 1, response="Same  answer"),
+        trace("a", 0, response="same answer"),
+        trace("b", 0, response="same answer"),
+    ]
     assert exact_duplicate_traces(traces) == {("a", 1)}
 
 
@@ -102,7 +126,13 @@ def test_near_duplicate_problems():
 
 def test_contamination_index_finds_contained_eval_problems_not_boilerplate():
     index = ContaminationIndex(n=5)
-    index.add("evalset", ["Find the number of ordered pairs of integers x and y with x squared plus y squared equal to 25.", "Compute 2 + 2."])
+    index.add(
+        "evalset",
+        [
+            "Find the number of ordered pairs of integers x and y with x squared plus y squared equal to 25.",
+            "Compute 2 + 2.",
+        ],
+    )
     found = contaminated_problems(
         {
             "copy": "Problem 7. Find the number of ordered pairs of integers x and y with x squared plus y squared equal to 25. Answer below.",
@@ -154,7 +184,11 @@ def test_formats_and_records():
     assert format_assistant("t", "a", "raw response", "raw") == "raw response"
     assert format_assistant("t", "a", "r", "think") == "<think>\nt\n</think>\n\na"
     sky = format_assistant("t", "a", "r", "sky_t1")
-    assert sky.startswith("<|begin_of_thought|>") and sky.endswith("<|end_of_solution|>") and "<|begin_of_solution|>\n\na" in sky
+    assert (
+        sky.startswith("<|begin_of_thought|>")
+        and sky.endswith("<|end_of_solution|>")
+        and "<|begin_of_solution|>\n\na" in sky
+    )
     with pytest.raises(ValueError, match="format"):
         format_assistant("t", "a", "r", "xml")
     t = trace("a", 0, response="Thinking.\n\n\\boxed{2}")

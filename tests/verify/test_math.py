@@ -105,7 +105,12 @@ def test_text_answers_and_parsable_gold():
 
 @pytest.mark.parametrize(
     "answer_type,gold,message",
-    [("math", "", "empty"), ("math", "\\frac{", "cannot be parsed"), ("choice", "E)", None), ("choice", "AB", "not an option")],
+    [
+        ("math", "", "empty"),
+        ("math", "\\frac{", "cannot be parsed"),
+        ("choice", "E)", None),
+        ("choice", "AB", "not an option"),
+    ],
 )
 def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message):
     problem = gold_problem(answer_type, gold)

@@ -17,9 +17,14 @@ def test_verify_report_notebook_executes(verify_run, tmp_path, monkeypatch):
     monkeypatch.setenv("SKY_DISTILL_RUN_DIR", str(run_dir))
     monkeypatch.setenv("SKY_DISTILL_FIGURES", str(figures))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = "".join(
-        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
     )
     problems = len({trace.problem_id for trace in generated["traces"]})
     assert f"{len(generated['traces'])} traces of {problems} problems" in outputs

@@ -5,6 +5,7 @@ The fork and thread bombs run only where the process limit is active (they would
 a shared machine otherwise) and say so when skipped.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,7 +28,9 @@ def active(layer: str) -> bool:
 
 
 def needs(layer: str):
-    return pytest.mark.skipif(not active(layer), reason=f"sandbox layer {layer!r} is not active here: {LAYERS.get(layer)}")
+    return pytest.mark.skipif(
+        not active(layer), reason=f"sandbox layer {layer!r} is not active here: {LAYERS.get(layer)}"
+    )
 
 
 def processes_with_marker(marker: str) -> list[int]:
@@ -138,10 +141,8 @@ def test_no_network_not_even_the_hosts_loopback():
     accepted = []
 
     def accept():
-        try:
+        with contextlib.suppress(OSError):
             accepted.append(server.accept())
-        except OSError:
-            pass
 
     listener = threading.Thread(target=accept)
     listener.start()
@@ -245,7 +246,9 @@ def test_segfault_is_a_runtime_error():
 
 
 def test_recursion_bomb_and_fd_exhaustion_are_bounded():
-    recursion = run_python("import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)", timeout_s=3)
+    recursion = run_python(
+        "import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1)\nf(0)", timeout_s=3
+    )
     assert recursion.status in ("runtime_error", "memory", "timeout")  # bounded, whichever limit ends it
     files = run_python("handles = [open('/dev/null') for _ in range(10**5)]", limits=SandboxLimits(max_open_files=32))
     assert files.status == "runtime_error" and "Too many open files" in files.stderr

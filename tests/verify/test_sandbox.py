@@ -23,7 +23,9 @@ def test_a_program_reads_stdin_and_prints():
 
 def test_statuses_of_programs_that_fail():
     error = run_python("1 / 0")
-    assert error.status == "runtime_error" and "ZeroDivisionError" in error.detail and "ZeroDivisionError" in error.stderr
+    assert (
+        error.status == "runtime_error" and "ZeroDivisionError" in error.detail and "ZeroDivisionError" in error.stderr
+    )
     assert run_python("def f(:").status == "runtime_error"
     exit_code = run_python("import sys; sys.exit(3)")
     assert (exit_code.status, exit_code.exit_code) == ("runtime_error", 3)
@@ -75,7 +77,9 @@ def test_the_plain_backend_still_runs_programs():
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("bwrap"), reason="needs root (to become another user) and bwrap")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("bwrap"), reason="needs root (to become another user) and bwrap"
+)
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs a system Python an unprivileged user can run")
 def test_an_unprivileged_user_gets_bwrap_with_a_user_namespace():
     """What a researcher on a cluster gets: bwrap as a normal user, limits inside a user namespace."""

@@ -45,7 +45,9 @@ def test_curation_removes_contaminated_duplicate_and_truncated_traces(verify_run
     assert filtering["exact_duplicate_traces"] == 1  # stdio-sum sample 2 repeats sample 0
     dropped = report["verify/dropped"]
     assert dropped["duplicate"] == 1 and dropped["excluded_problem"] >= 1
-    assert dropped.get("truncated", 0) == sum(t.truncated for t in generated["traces"] if t.problem_id != "copied-from-math500")
+    assert dropped.get("truncated", 0) == sum(
+        t.truncated for t in generated["traces"] if t.problem_id != "copied-from-math500"
+    )
 
     kept = read_jsonl_strict(run_dir / "verify" / "sft" / "verified.jsonl", SFTExample)
     unverified = read_jsonl_strict(run_dir / "verify" / "sft" / "all.jsonl", SFTExample)
@@ -80,7 +82,12 @@ def test_acceptance_is_reported_per_source_and_difficulty(verify_run):
     groups = report["verify/by_group"]
     sources = {trace.source for trace in generated["traces"]}
     assert {f"source={source}" for source in sources} <= set(groups)
-    assert groups["source=humaneval"] == {**groups["source=humaneval"], "samples": 4, "correct": 2, "acceptance_rate": 0.5}
+    assert groups["source=humaneval"] == {
+        **groups["source=humaneval"],
+        "samples": 4,
+        "correct": 2,
+        "acceptance_rate": 0.5,
+    }
     assert "difficulty=easy" in groups and "answer_type=choice" in groups
     assert report["verify/lengths"]["all"]["count"] == len(generated["traces"])
     assert report["provenance"]["stage"] == "verify" and report["inputs"]["traces"]
@@ -90,15 +97,22 @@ def test_a_killed_run_resumes_from_its_partial_verdicts(tmp_path):
     problems = {"p": Problem(id="p", problem="1+1?", answer="2", source="t")}
     items = [("p", 0, "\\boxed{2}"), ("p", 1, "\\boxed{3}"), ("p", 2, "\\boxed{2}")]
     partial = tmp_path / PARTIAL
-    planted = Verdict(problem_id="p", sample_index=1, correct=True, status="correct", verifier="x", verifier_version=VERIFIER_VERSION)
-    stale = Verdict(problem_id="p", sample_index=2, correct=False, status="incorrect", verifier="x", verifier_version="old")
+    planted = Verdict(
+        problem_id="p", sample_index=1, correct=True, status="correct", verifier="x", verifier_version=VERIFIER_VERSION
+    )
+    stale = Verdict(
+        problem_id="p", sample_index=2, correct=False, status="incorrect", verifier="x", verifier_version="old"
+    )
     write_jsonl(partial, [planted, stale])
     with open(partial, "a") as handle:
         handle.write('{"problem_id": "p", "sample_ind')  # a line torn by the kill
     verdicts = verify_responses(items, problems, timeout_s=20, workers=1, progress_path=partial)
     assert [v.status for v in verdicts] == ["correct", "correct", "correct"]  # sample 1 reused (planted), 2 re-checked
     lines = [json.loads(line) for line in partial.read_text().splitlines()]
-    assert [(line["sample_index"], line["verifier_version"]) for line in lines][-2:] == [(0, VERIFIER_VERSION), (2, VERIFIER_VERSION)]
+    assert [(line["sample_index"], line["verifier_version"]) for line in lines][-2:] == [
+        (0, VERIFIER_VERSION),
+        (2, VERIFIER_VERSION),
+    ]
 
 
 def test_partial_verdicts_from_other_settings_are_discarded(tmp_path):
