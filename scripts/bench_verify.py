@@ -11,6 +11,8 @@
    on the same responses; prints the ratio.
 3. Sandbox executions per second: `run_python` on a trivial program, one at a time and
    `--workers` at a time, with the isolation backend in use.
+4. With `--references`: every HumanEval and MBPP reference solution through the code check
+   (they should all pass), and how long that takes.
 """
 
 from __future__ import annotations
@@ -111,11 +113,32 @@ def sandbox_rate(runs: int, workers: int) -> dict[str, object]:
     }
 
 
+def references(workers: int) -> dict[str, object]:
+    from sky_distill.verify.checks import check_response
+    from sky_distill.verify.pool import map_with_timeout
+
+    items = []
+    for row in read_jsonl(SHARED / "benchmarks" / "humaneval.jsonl"):
+        tests = {"type": "functional", "code": row["test"], "entry_point": row["entry_point"]}
+        items.append(("code", f"```python\n{row['prompt']}{row['answer']}\n```", "", tests, 30.0))
+    for row in read_jsonl(SHARED / "benchmarks" / "mbpp_test.jsonl"):
+        code = "\n".join([str(row.get("test_setup_code") or ""), *row["test_list"]]).strip() + "\n"
+        items.append(("code", f"```python\n{row['answer']}\n```", "", {"type": "functional", "code": code}, 30.0))
+    started = time.perf_counter()
+    results = list(map_with_timeout(check_response, items, 40, workers))
+    elapsed = time.perf_counter() - started
+    passed = sum(isinstance(result, dict) and result["status"] == "correct" for result in results)
+    return {"reference solutions passing": f"{passed}/{len(items)}", "problems/s": round(len(items) / elapsed, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sandbox-runs", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=1, help="verify the model outputs this many times over")
+    parser.add_argument(
+        "--references", action="store_true", help="also run every HumanEval and MBPP reference solution"
+    )
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     rows, golds = load_outputs(1)
@@ -124,6 +147,8 @@ def main() -> None:
         "throughput on model_outputs_dev": throughput(load_outputs(args.repeat)[0], golds, args.workers),
         "sandbox": sandbox_rate(args.sandbox_runs, args.workers),
     }
+    if args.references:
+        sections["HumanEval and MBPP reference solutions"] = references(args.workers)
     for title, values in sections.items():
         print(f"\n{title}")
         for key, value in values.items():

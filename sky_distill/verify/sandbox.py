@@ -49,6 +49,7 @@ STATUSES = ("ok", "runtime_error", "timeout", "memory", "output_limit", "sandbox
 BACKENDS = ("auto", "bwrap", "unshare", "none")
 SANDBOX_DIR = "/sandbox"
 ENTRY_SOURCE = (Path(__file__).with_name("sandbox_entry.py")).read_text(encoding="utf-8")
+MARK_VARIABLE = "SKY_DISTILL_SANDBOX_RUN"  # marks the plain backend's processes, to find daemons that leave the group
 UID_BASE = 1_000_000_000  # root drops the program to UID_BASE + a random offset below 2**24
 
 
@@ -229,7 +230,7 @@ def isolation_layers(backend: str = "auto", site_packages: bool = False) -> dict
             namespaces,
             "new PID namespace: every process it started is killed before run_python returns"
             if namespaces
-            else "process group kill only: a daemon that calls setsid() survives",
+            else "kills the process group, then processes marked in their environment: a daemon that clears it survives",
         ),
         "caller_unreachable": (
             namespaces or separate_uid,
@@ -347,7 +348,7 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
             program = str(workdir / "main.py")
             isolate = ["--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
             prefix = [backend.tool, *isolate] if backend.name == "unshare" else []
-            env, cwd = _environment(str(workdir)), str(workdir)
+            env, cwd = {**_environment(str(workdir)), MARK_VARIABLE: token}, str(workdir)
             if uid is not None:
                 os.chown(workdir, uid, uid)
         settings = {
@@ -379,14 +380,15 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
             if fd >= 0:
                 os.close(fd)
         status_write = token_read = info_write = -1
-        inner_pid = _read_child_pid(info_read) if backend.name == "bwrap" else None
+        inner_pid = _read_child_pid(info_read, max(limits.timeout_s, 10.0)) if backend.name == "bwrap" else None
         stdout, stderr, why = _collect(process, limits, started)
         if why is not None:
             _kill(process, inner_pid)
         process.wait()
         elapsed = time.monotonic() - started
-        if backend.name == "none":  # no PID namespace: what is left of the process group
+        if backend.name == "none":  # no PID namespace: what is left of the group, and what carries the mark
             _kill(process, None)
+            _kill_marked(token)
         outcome = _read_status(status_read, token)
         return _result(backend, process.returncode, stdout, stderr, elapsed, why, outcome, limits)
     finally:
@@ -423,19 +425,24 @@ def _die_with_parent() -> None:
         pass
 
 
-def _read_child_pid(info_fd: int) -> int | None:
+def _read_child_pid(info_fd: int, timeout_s: float) -> int | None:
     """bwrap's `--info-fd` JSON: the PID (in our namespace) of the sandbox's first process."""
     chunks = []
-    while True:
-        try:
-            chunk = os.read(info_fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if b"}" in chunk:
-            break
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(info_fd, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            try:
+                chunk = os.read(info_fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"}" in chunk:
+                break
     try:
         return int(json.loads(b"".join(chunks))["child-pid"])
     except (ValueError, KeyError):
@@ -450,12 +457,18 @@ def _collect(process: subprocess.Popen, limits: SandboxLimits, started: float) -
         os.set_blocking(stream.fileno(), False)
         selector.register(stream, selectors.EVENT_READ)
     why = None
+    exited_at = None
     try:
         while selector.get_map():
-            remaining = limits.timeout_s - (time.monotonic() - started)
+            now = time.monotonic()
+            remaining = limits.timeout_s - (now - started)
             if remaining <= 0:
                 why = "timeout"
                 break
+            if exited_at is None and process.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > 0.5:
+                break  # the program is done; a leftover process holds the pipes open (killed next)
             for key, _ in selector.select(timeout=min(remaining, 0.5)):
                 try:
                     chunk = os.read(key.fileobj.fileno(), 1 << 16)
@@ -497,6 +510,36 @@ def _kill(process: subprocess.Popen, inner_pid: int | None, grace_s: float = 5.0
             log.warning("sandbox: bwrap did not exit %ss after its namespace was killed", grace_s)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _kill_marked(token: str, wait_s: float = 2.0) -> None:
+    """SIGKILL this user's processes whose environment carries the run's mark (daemons that left the
+    group), and wait until they are dead."""
+    mark = f"{MARK_VARIABLE}={token}".encode()
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if mark in handle.read().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed.append(int(entry))
+        except (OSError, ProcessLookupError):
+            continue
+    deadline = time.monotonic() + wait_s
+    while killed and time.monotonic() < deadline:
+        killed = [pid for pid in killed if _state_of(pid) not in (None, "Z", "X")]
+        if killed:
+            time.sleep(0.01)
+
+
+def _state_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _parent_of(pid: int) -> int | None:

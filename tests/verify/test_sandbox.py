@@ -68,10 +68,36 @@ def test_isolation_layers_describe_this_machine():
         resolve_backend("docker")
 
 
-def test_the_plain_backend_still_runs_programs():
-    result = run_python("print(7 * 6)", backend="none")
-    assert (result.status, result.stdout, result.backend) == ("ok", "42\n", "none")
-    assert run_python("while True: pass", timeout_s=1, backend="none").status == "timeout"
+@pytest.mark.parametrize("backend", ["none", "unshare"])
+def test_the_fallback_backends_still_run_programs(backend):
+    if backend == "unshare" and (os.geteuid() != 0 or not shutil.which("unshare")):
+        pytest.skip("the unshare backend needs root and util-linux unshare")
+    result = run_python("print(7 * 6)", backend=backend)
+    assert (result.status, result.stdout, result.backend) == ("ok", "42\n", backend)
+    assert run_python("while True: pass", timeout_s=1, backend=backend).status == "timeout"
+    marker = f"fallback-daemon-{os.getpid()}-{backend}"
+    daemon = (
+        "import os, sys\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+        "print('parent done')\n"
+    )
+    result = run_python(daemon, timeout_s=10, backend=backend)
+    assert (result.status, result.stdout) == ("ok", "parent done\n")
+    left = [(pid, line) for pid, line in _command_lines() if marker.encode() in line]
+    assert left == []
+
+
+def _command_lines() -> list[tuple[int, bytes]]:
+    lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                lines.append((int(entry), Path(f"/proc/{entry}/cmdline").read_bytes()))
+            except OSError:
+                continue
+    return lines
 
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
