@@ -206,9 +206,8 @@ class DecontaminateConfig(ConfigModel):
 
     benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
     ngram: int = Field(default=8, ge=1)
-    min_overlap: float = Field(
-        default=0.5, gt=0, le=1
-    )  # share of an eval problem's n-grams found in a training problem
+    # contaminated: a training problem holds this share of one eval problem's n-grams
+    min_overlap: float = Field(default=0.5, gt=0, le=1)
 
 
 class SFTFormatConfig(ConfigModel):
