@@ -176,12 +176,67 @@ class GenerateConfig(ConfigModel):
         return self
 
 
+class SandboxConfig(ConfigModel):
+    """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison."""
+
+    backend: Literal["auto", "bwrap", "unshare", "none"] = "auto"
+    site_packages: bool = False  # let programs import the environment's packages (numpy); stdlib only if false
+    test_timeout_s: float = Field(default=6.0, gt=0)  # per stdio case, or the whole functional program
+    memory_mb: int = Field(default=1024, ge=64)
+    max_processes: int = Field(default=32, ge=1)  # processes and threads
+    max_file_mb: int = Field(default=16, ge=1)
+    disk_mb: int = Field(default=64, ge=1)  # the program's writable tmpfs
+    max_output_mb: int = Field(default=4, ge=1)
+    float_tolerance: float = Field(default=1e-6, ge=0)
+    stop_at_first_failure: bool = True
+
+
+class DedupConfig(ConfigModel):
+    """Duplicate removal before selection."""
+
+    exact: bool = False  # drop a trace whose response repeats an earlier one of the same problem
+    near_problems: bool = False  # drop near-duplicate problems (MinHash over word shingles)
+    threshold: float = Field(default=0.8, gt=0, le=1)  # estimated Jaccard similarity
+    shingle_words: int = Field(default=5, ge=1)
+    num_perm: int = Field(default=64, ge=8)
+
+
+class DecontaminateConfig(ConfigModel):
+    """Drop training problems that contain an eval problem (word n-grams) of an eval set in paths.benchmarks_dir."""
+
+    benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
+    ngram: int = Field(default=8, ge=1)
+    # contaminated: a training problem holds this share of one eval problem's n-grams
+    min_overlap: float = Field(default=0.5, gt=0, le=1)
+
+
+class SFTFormatConfig(ConfigModel):
+    """How kept traces are written as chat records."""
+
+    format: Literal["raw", "think", "sky_t1"] = "raw"  # the assistant turn: as sampled, <think> tags, Sky-T1 tags
+    system_prompt: str | None = None  # replaces the prompt's system turn; null keeps the teacher's
+
+
 class VerifyConfig(ConfigModel):
     timeout_s: float = Field(default=5.0, gt=0)
     workers: int = Field(default=2, ge=1)
     policy: Literal["all_correct", "first_k", "shortest", "all"] = "all_correct"
     k: int | None = Field(default=None, gt=0)
     drop_truncated: bool = True
+    min_tokens: int | None = Field(default=None, ge=0)  # length filters on completion tokens
+    max_tokens: int | None = Field(default=None, gt=0)
+    sandbox: SandboxConfig = SandboxConfig()
+    dedup: DedupConfig = DedupConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()
+    sft: SFTFormatConfig = SFTFormatConfig()
+
+    @model_validator(mode="after")
+    def _k_for_policy(self) -> VerifyConfig:
+        if self.policy in ("first_k", "shortest") and self.k is None:
+            raise ValueError(f"policy {self.policy!r} needs verify.k")
+        if self.min_tokens is not None and self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError("verify.min_tokens must not exceed verify.max_tokens")
+        return self
 
 
 class TrainConfig(ConfigModel):
