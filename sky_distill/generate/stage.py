@@ -42,7 +42,7 @@ def where(problem_id: str, locations: Locations | None, index: int) -> tuple[str
     return "<problems>", index + 1
 
 
-def plan_requests(
+def plan_samples(
     problems: list[Problem],
     model: ModelConfig,
     sampling: SamplingConfig,
@@ -72,7 +72,7 @@ def plan_requests(
     return requests, errors
 
 
-def render_requests(
+def render_prompts(
     requests: list[SampleRequest],
     engine: Engine,
     max_tokens: int,
@@ -103,6 +103,24 @@ def render_requests(
             room = engine.max_model_len - len(token_ids)
             rendered.append(replace(request, prompt_token_ids=token_ids, max_tokens=min(max_tokens, room)))
     return rendered, errors
+
+
+def plan_requests(
+    problems: list[Problem], model: ModelConfig, sampling: SamplingConfig, missing: set[tuple[str, int]]
+) -> list[SampleRequest]:
+    """`plan_samples` for callers of its first form (evaluate/budget.py): unpromptable problems are logged."""
+    requests, errors = plan_samples(problems, model, sampling, missing)
+    for error in errors.values():
+        log.warning("no prompt: %s", error)
+    return requests
+
+
+def render_requests(
+    requests: list[SampleRequest], engine: Engine, max_tokens: int
+) -> tuple[list[SampleRequest], list[RecordError]]:
+    """`render_prompts` for callers of its first form (evaluate/budget.py): errors carry the problem id as path."""
+    rendered, errors = render_prompts(requests, engine, max_tokens)
+    return rendered, [RecordError(problem_id, 0, error.field, error.message) for problem_id, error in errors.items()]
 
 
 def to_trace(
@@ -246,9 +264,9 @@ def sample_missing(
 ) -> tuple[RunCounts, dict[str, RecordError]]:
     """Generate the missing samples into the store; also return, by problem id, the unpromptable problems."""
     sampling = config.sampling
-    requests, prompt_errors = plan_requests(problems, model, sampling, missing, locations, config.per_sample_seeds)
+    requests, prompt_errors = plan_samples(problems, model, sampling, missing, locations, config.per_sample_seeds)
     if requests:
-        requests, length_errors = render_requests(requests, engine.get(), sampling.max_tokens, locations)
+        requests, length_errors = render_prompts(requests, engine.get(), sampling.max_tokens, locations)
         prompt_errors.update(length_errors)
     log.info("%s: %d samples to generate (%d stored before)", label, len(requests), len(store.done))
     if not requests:

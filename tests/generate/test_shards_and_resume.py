@@ -127,12 +127,12 @@ def test_other_settings_are_refused_more_samples_are_not(tmp_path):
 
 def test_without_per_sample_seeds_the_engine_seed_alone_decides(tmp_path):
     from sky_distill.generate.openai_protocol import request_body
-    from sky_distill.generate.stage import plan_requests
+    from sky_distill.generate.stage import plan_samples
 
     items = problems(2)
     missing = {(p.id, i) for p in items for i in range(3)}
-    seeded, _ = plan_requests(items, MODEL, SamplingConfig(n=3), missing)
-    unseeded, _ = plan_requests(items, MODEL, SamplingConfig(n=3), missing, per_sample_seeds=False)
+    seeded, _ = plan_samples(items, MODEL, SamplingConfig(n=3), missing)
+    unseeded, _ = plan_samples(items, MODEL, SamplingConfig(n=3), missing, per_sample_seeds=False)
     assert len({r.seed for r in seeded}) == 6 and {r.seed for r in unseeded} == {None}
     api = ModelConfig(name="a", path="m", engine={"backend": "openai", "base_url": "http://x/v1"}).engine
     assert "seed" not in request_body(unseeded[0], SamplingConfig(), api, "m", chat=True)
@@ -282,3 +282,14 @@ generate_shard(problems, ModelConfig(name="f", path="f"), config, Path({str(tmp_
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 128 + 15, result.stderr
     assert len(stored(tmp_path / f"{SHARD}.jsonl")) == 5
+
+
+def test_the_first_form_of_planning_and_rendering_still_works():
+    """evaluate/budget.py plans and renders with the first form: a list, and errors keyed by problem id."""
+    from sky_distill.generate.stage import plan_requests, render_requests
+
+    items = [*problems(2), Problem(id="long", problem="x" * 100, source="t")]
+    requests = plan_requests(items, MODEL, SamplingConfig(n=2), {(p.id, i) for p in items for i in range(2)})
+    assert len(requests) == 6
+    rendered, errors = render_requests(requests, FakeEngine(max_model_len=64), 8)
+    assert len(rendered) == 4 and [(e.path, e.field) for e in errors] == [("long", "problem")]
