@@ -54,20 +54,34 @@ class EngineConfig(ConfigModel):
     dtype: str = "auto"
     max_model_len: int | None = Field(default=None, gt=0)
     tensor_parallel_size: int = Field(default=1, ge=1)
-    data_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(default=1, ge=1)  # engine processes, each on its own GPUs
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     cpu_kv_cache_gb: int = Field(default=1, ge=1)  # VLLM_CPU_KVCACHE_SPACE on CPU builds
+    max_num_seqs: int | None = Field(default=None, gt=0)  # sequences decoded together (vLLM default if null)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    enable_chunked_prefill: bool | None = None  # null: vLLM's default (off on CPU, see vllm_engine.py)
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    trust_remote_code: bool = False
+    max_in_flight: int = Field(default=4096, gt=0)  # requests queued in vLLM at once, topped up as they finish
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # any other vllm.LLM argument, passed as is
     # OpenAI-compatible servers
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     served_model_name: str | None = None
     concurrency: int = Field(default=16, ge=1)
     max_retries: int = Field(default=6, ge=0)
+    retry_backoff_s: float = Field(default=1.0, gt=0)  # first wait; doubles per retry (with jitter)
+    retry_backoff_max_s: float = Field(default=60.0, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
     requests_per_minute: float | None = Field(default=None, gt=0)
     use_chat_api: bool = True
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    vllm_server: bool = False  # ask a vLLM server for token ids (with log-probs): vLLM-only request fields
+    tokenizer: str | None = None  # local tokenizer for the completions API and prompt-length checks
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # provider-specific request fields
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> EngineConfig:
@@ -92,6 +106,10 @@ class BootstrapConfig(ConfigModel):
     batch_size: int = Field(default=64, gt=0)
 
 
+PROMPT_FIELDS = ("problem", "choices")  # the placeholders a prompt template may use
+ThoughtFormat = Literal["none", "think", "sky_t1", "reasoning_field"]
+
+
 class ModelConfig(ConfigModel):
     """A teacher or student: where its weights are and how to prompt and serve it."""
 
@@ -100,13 +118,32 @@ class ModelConfig(ConfigModel):
     revision: str | None = None
     system_prompt: str | None = None
     prompt_template: str = "{problem}"
+    prompt_templates: dict[Literal["math", "code", "choice"], str] = Field(default_factory=dict)  # per task family
+    chat_template: str | None = None  # Jinja text or a .jinja file; replaces the tokenizer's template
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. {enable_thinking: true}
+    thought_format: ThoughtFormat = "none"  # how the model's responses separate thinking from the answer
     engine: EngineConfig = EngineConfig()
     bootstrap: BootstrapConfig | None = None
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> ModelConfig:
-        if "{problem}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain '{problem}'")
+        import string
+
+        templates = {"prompt_template": self.prompt_template}
+        templates.update({f"prompt_templates.{family}": text for family, text in self.prompt_templates.items()})
+        for key, template in templates.items():
+            try:
+                fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+            except ValueError as error:
+                raise ValueError(f"{key}: {error} (write a literal brace as {{{{ or }}}})") from None
+            if "problem" not in fields:
+                raise ValueError(f"{key} must contain '{{problem}}'")
+            unknown = sorted(fields - set(PROMPT_FIELDS))
+            if unknown:
+                raise ValueError(
+                    f"{key} uses unknown field(s) {unknown}; allowed: {list(PROMPT_FIELDS)} "
+                    "(write a literal brace as {{ or }})"
+                )
         return self
 
 
@@ -167,7 +204,9 @@ class GenerateConfig(ConfigModel):
     sampling: SamplingConfig = SamplingConfig()
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
-    chunk_size: int = Field(default=1024, gt=0)  # requests handed to the engine at once
+    per_sample_seeds: bool = True  # each sample its own seed (same traces however run); false: vLLM's own seed only
+    flush_every: int = Field(default=64, gt=0)  # samples buffered before an append (and fsync)
+    flush_seconds: float = Field(default=5.0, gt=0)  # ... or seconds; fsync at most this often
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> GenerateConfig:

@@ -64,6 +64,8 @@ class Trace(Record):
     elapsed_s: float = 0.0
     reasoning: str | None = None  # a separate reasoning channel (API teachers that return one)
     logprobs: list[dict[str, float]] | None = None  # top-k per sampled token, if requested
+    token_ids: list[int] | None = None  # the sampled token ids, recorded with `logprobs` (aligns them)
+    thought_format: str | None = None  # how `response` marks its thinking: none, think, sky_t1, reasoning_field
 
     @property
     def key(self) -> tuple[str, int]:

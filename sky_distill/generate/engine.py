@@ -19,7 +19,7 @@ class SampleRequest:
     problem_id: str
     sample_index: int
     messages: list[Message]
-    seed: int
+    seed: int | None  # None: the engine's own random state (no per-sample seed)
     max_tokens: int
     prompt_token_ids: list[int] | None = None  # rendered by the engine's tokenizer, if it has one
 
@@ -38,8 +38,13 @@ class SampleResult:
     elapsed_s: float
     reasoning: str | None = None
     logprobs: list[dict[str, float]] | None = None
-    error: str | None = None  # set when the engine gave up on this request
+    token_ids: list[int] | None = None  # the sampled tokens, when log-probs were asked for
+    error: str | None = None  # set when the engine gave up on this request: counted, not written
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, request: SampleRequest, error: str, elapsed_s: float = 0.0, **extra) -> SampleResult:
+        return cls(request, "", 0, 0, "error", elapsed_s, error=error, extra=extra)
 
 
 class Engine(Protocol):
@@ -56,7 +61,11 @@ class Engine(Protocol):
 
 
 def make_engine(model: ModelConfig, seed: int) -> Engine:
-    """Build the engine named by `model.engine.backend`."""
+    """Build the engine named by `model.engine.backend` (vLLM in one process or several, or an API)."""
+    if model.engine.backend == "vllm" and model.engine.data_parallel_size > 1:
+        from sky_distill.generate.data_parallel import DataParallelEngine
+
+        return DataParallelEngine(model, seed)
     if model.engine.backend == "vllm":
         from sky_distill.generate.vllm_engine import VLLMEngine
 

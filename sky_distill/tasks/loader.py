@@ -1,7 +1,8 @@
 """Problem sources: the synthetic arithmetic task, local JSONL files, and Hub datasets.
 
 Every source yields `Problem` records plus a `RecordError` for each row that is not one
-(missing field, empty problem, duplicate id), so callers can count and report them.
+(missing or empty id, empty problem text, a multiple-choice problem without choices, a
+duplicate id), naming the file, line and source column, so callers can count and report them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sky_distill.config import TaskConfig
 from sky_distill.records import Problem, RecordError
 from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems
 
-DEFAULT_FIELDS = {"id": "id", "problem": "problem", "answer": "answer"}
+DEFAULT_FIELDS = {"id": "id", "problem": "problem", "answer": "answer", "choices": "choices"}
 
 
 def problem_from_row(
@@ -38,6 +39,12 @@ def problem_from_row(
         data[target] = value if target in ("tests", "choices") else ("" if value is None else str(value))
     used = set(mapping.values())
     data["metadata"] = {key: value for key, value in row.items() if key not in used and _jsonable(value)}
+    for target in ("id", "problem"):
+        if not str(data.get(target, "")).strip():
+            return RecordError(path, line, mapping[target], f"empty {target} (mapped to {target!r})")
+    if answer_type == "choice" and not (isinstance(data.get("choices"), list) and data["choices"]):
+        column = mapping.get("choices", "choices")
+        return RecordError(path, line, column, "a multiple-choice problem needs a non-empty list of choices")
     try:
         return Problem.model_validate(data)
     except ValidationError as error:
@@ -57,16 +64,16 @@ def _jsonable(value: Any) -> bool:
 Located = tuple[str, int, "Problem | RecordError"]
 
 
-def drop_duplicate_ids(items: Iterable[Located]) -> Iterator[Problem | RecordError]:
+def drop_duplicate_ids(items: Iterable[Located]) -> Iterator[Located]:
     """Keep the first problem of each id; a later one becomes an error naming where the first was."""
     seen: dict[str, str] = {}
     for path, line, item in items:
         if isinstance(item, Problem):
             if item.id in seen:
-                yield RecordError(path, line, "id", f"duplicate id {item.id!r} (first at {seen[item.id]})")
+                yield path, line, RecordError(path, line, "id", f"duplicate id {item.id!r} (first at {seen[item.id]})")
                 continue
             seen[item.id] = f"{path}:{line}"
-        yield item
+        yield path, line, item
 
 
 def with_derived_answer(row: dict[str, Any], task: TaskConfig) -> dict[str, Any]:
@@ -110,6 +117,14 @@ def read_hub_dataset(task: TaskConfig) -> Iterator[Located]:
 
 def load_task_problems(task: TaskConfig, split: str) -> tuple[list[Problem], list[RecordError]]:
     """The problems of a task split and the errors of rows that were not usable."""
+    problems, errors, _ = load_task_problems_located(task, split)
+    return problems, errors
+
+
+def load_task_problems_located(
+    task: TaskConfig, split: str
+) -> tuple[list[Problem], list[RecordError], dict[str, tuple[str, int]]]:
+    """`load_task_problems`, plus the file and line each problem was read from (for later errors)."""
     if task.kind == "arithmetic":
         spec = ArithmeticSpec(task.min_digits, task.max_digits, task.seed)
         count = task.train_size if split == "train" else task.test_size
@@ -122,11 +137,13 @@ def load_task_problems(task: TaskConfig, split: str) -> tuple[list[Problem], lis
         items = read_hub_dataset(task)
     problems: list[Problem] = []
     errors: list[RecordError] = []
-    for item in drop_duplicate_ids(items):
+    locations: dict[str, tuple[str, int]] = {}
+    for path, line, item in drop_duplicate_ids(items):
         if isinstance(item, RecordError):
             errors.append(item)
         else:
             problems.append(item)
+            locations[item.id] = (path, line)
         if task.limit and len(problems) >= task.limit:
             break
-    return problems, errors
+    return problems, errors, locations
