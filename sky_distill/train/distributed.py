@@ -67,6 +67,17 @@ def all_reduce_sum(value: float, device: torch.device) -> float:
     return float(tensor.item())
 
 
+def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums over all ranks, in one collective (float64)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [float(value) for value in values]
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
 def barrier() -> None:
     import torch.distributed as dist
 
