@@ -41,7 +41,9 @@ def build_optimizer(
     if offload_optimizer:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-        optimizer = DeepSpeedCPUAdam(groups, lr=train.learning_rate, betas=betas, eps=train.adam_epsilon, adamw_mode=True)
+        optimizer = DeepSpeedCPUAdam(
+            groups, lr=train.learning_rate, betas=betas, eps=train.adam_epsilon, adamw_mode=True
+        )
     else:
         optimizer = torch.optim.AdamW(groups, lr=train.learning_rate, betas=betas, eps=train.adam_epsilon)
     warmup = warmup_steps(train, num_training_steps)

@@ -15,6 +15,7 @@ was asked to stop, so all stop after the same step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -95,7 +96,5 @@ def descendants(pid: int) -> list[int]:
 
 def signal_processes(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sky_distill.errors import SkyDistillError
 from sky_distill.records import repair_torn_tail
 from sky_distill.runs import fingerprint_object, mark_complete, write_json_atomic
 from sky_distill.train import checkpoint
@@ -38,8 +40,8 @@ from sky_distill.train.throughput import memory_stats, mfu, peak_tflops, step_fl
 log = logging.getLogger(__name__)
 
 
-class NoTrainingDataError(ValueError):
-    pass
+class NoTrainingDataError(SkyDistillError, ValueError):
+    """Not one usable example in the training files."""
 
 
 def build_rows(examples: list, packing: bool, max_seq_len: int) -> list[PackedRow]:
@@ -80,6 +82,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     train = job.train
     output_dir = Path(job.output_dir)
     stop = StopRequest(output_dir).install()  # first: a signal during start-up is kept, not lost
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")  # once per collective
     dist: DistInfo = init_distributed(train.num_threads)
     setup_logging(dist.rank)
     torch.manual_seed(train.seed)
@@ -155,7 +158,11 @@ def run(job: TrainJob) -> dict[str, Any]:
     peak = peak_tflops(train.peak_tflops)
     engine.train()
     progress = tqdm(
-        range(start_step, num_steps), desc=f"train {train.name}", disable=not dist.is_main, initial=start_step, total=num_steps
+        range(start_step, num_steps),
+        desc=f"train {train.name}",
+        disable=not dist.is_main,
+        initial=start_step,
+        total=num_steps,
     )
     window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
     last_loss = float("nan")
@@ -202,6 +209,7 @@ def run(job: TrainJob) -> dict[str, Any]:
                     "train/lr": scheduler.get_last_lr()[0],
                     "train/grad_norm": float(grad_norm) if grad_norm is not None else None,
                     "train/epoch": schedule.epoch(completed),
+                    "train/tokens": window["tokens"],  # response and prompt tokens since the last log line
                     "train/tokens_per_s": window["tokens"] / elapsed,
                     "train/padding_fraction": padding_fraction([window["tokens"]], [window["computed"]]),
                     "train/mfu": mfu(window["flops"], elapsed, dist.world_size, peak),
@@ -225,7 +233,12 @@ def run(job: TrainJob) -> dict[str, Any]:
         if dist.is_main:
             write_json_atomic(output_dir / PREEMPTED_FILE, {"step": preempted_at, "signal": stop.signal_name})
             tracker.finish()
-        log.warning("stopped at step %d of %d (%s); checkpoint saved, run again to resume", preempted_at, num_steps, stop.signal_name)
+        log.warning(
+            "stopped at step %d of %d (%s); checkpoint saved, run again to resume",
+            preempted_at,
+            num_steps,
+            stop.signal_name,
+        )
         barrier()
         return {"preempted": True, "step": preempted_at, "steps": num_steps}
 

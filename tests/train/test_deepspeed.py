@@ -3,6 +3,7 @@ a run killed with SIGKILL, or stopped by SIGUSR1/SIGTERM, resumes exactly; the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,7 +105,11 @@ def reference(tiny_model_dir, sft_file, tmp_path_factory):
     runs = {}
     for stage in (2, 3):
         output_dir = tmp_path_factory.mktemp(f"reference-zero{stage}")
-        logger = LoggerConfig(backend="wandb", mode="offline", project="sky-distill-tests", run_name="ref") if stage == 3 else None
+        logger = (
+            LoggerConfig(backend="wandb", mode="offline", project="sky-distill-tests", run_name="ref")
+            if stage == 3
+            else None
+        )
         launch(make_job(tiny_model_dir, sft_file, output_dir, f"zero{stage}", logger=logger))
         runs[stage] = output_dir
     return runs
@@ -137,9 +142,15 @@ def test_the_export_generates_and_stops_at_the_learned_eos(reference):
     final = reference[3] / "final"
     model = AutoModelForCausalLM.from_pretrained(final)
     tokenizer = AutoTokenizer.from_pretrained(final)
-    assert tokenizer.eos_token_id in [model.generation_config.eos_token_id, *list(model.generation_config.eos_token_id or [])]
+    assert tokenizer.eos_token_id in [
+        model.generation_config.eos_token_id,
+        *list(model.generation_config.eos_token_id or []),
+    ]
     ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Compute 12 + 34."}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": "Compute 12 + 34."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
@@ -150,16 +161,16 @@ def test_zero2_and_zero3_follow_the_same_curve(reference):
 
 
 def start_detached(command, env=None):
-    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def kill_tree(process):
     """SIGKILL the launcher, torchrun and every rank: a node dying, not a polite stop."""
     for pid in [process.pid, *descendants(process.pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.wait()
 
 
@@ -246,7 +257,9 @@ def test_sky_distill_train_stops_on_signals_with_85_and_resumes(reference, tiny_
 def test_every_deepspeed_config_trains_the_same_curve(deepspeed, reference, tiny_model_dir, sft_file, tmp_path):
     """Offload steps the optimizer with DeepSpeedCPUAdam (a C++ op built on first use);
     ZeRO-3 offload also runs with gradient checkpointing and eager attention."""
-    extra = ["train.gradient_checkpointing=true", "train.attn_implementation=eager"] if deepspeed == "zero3_offload" else []
+    extra = (
+        ["train.gradient_checkpointing=true", "train.attn_implementation=eager"] if deepspeed == "zero3_offload" else []
+    )
     job = make_job(tiny_model_dir, sft_file, tmp_path / "out", deepspeed, extra=extra)
     launch(job)
     assert completion(tmp_path / "out")["zero"] == dict(job.zero)

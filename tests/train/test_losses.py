@@ -53,7 +53,10 @@ def test_targets_shift_within_sequences():
 
 @pytest.mark.parametrize(("family", "attention"), [("qwen2", "sdpa"), ("qwen2", "eager"), ("llama", "sdpa")])
 def test_packed_loss_and_gradients_equal_unpacked(family, attention, tiny_model_dir, tiny_llama_dir, tokenizers):
-    directory, tokenizer = {"qwen2": (tiny_model_dir, tokenizers["chatml"]), "llama": (tiny_llama_dir, tokenizers["llama3"])}[family]
+    directory, tokenizer = {
+        "qwen2": (tiny_model_dir, tokenizers["chatml"]),
+        "llama": (tiny_llama_dir, tokenizers["llama3"]),
+    }[family]
     examples = fixture_examples(tokenizer)
     rows = pack_examples(examples, MAX_LEN)
     assert len(rows) < len(examples)  # several sequences do share a row
@@ -133,7 +136,9 @@ def test_flash_attention_packing_is_isolated(tiny_model_dir, byte_tokenizer):
     batch = {k: v.cuda() for k, v in collate_rows(rows, byte_tokenizer.pad_token_id, True, padding_free=True).items()}
     assert batch["input_ids"].shape[0] == 1  # the padding-free micro batch is one row
     packed = CrossEntropyLoss()(model, batch).total
-    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.bfloat16).cuda()
+    reference = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, attn_implementation="sdpa", dtype=torch.bfloat16
+    ).cuda()
     single = sum(
         CrossEntropyLoss()(reference, {k: v.cuda() for k, v in collate_padded([e], 0).items()}).total for e in examples
     )
@@ -150,4 +155,6 @@ def test_liger_kernels_keep_the_loss(tiny_model_dir, byte_tokenizer):
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).cuda()
     patched = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).cuda()
     assert apply_liger_kernels(patched)
-    torch.testing.assert_close(CrossEntropyLoss()(patched, batch).total, CrossEntropyLoss()(plain, batch).total, rtol=1e-3, atol=0)
+    torch.testing.assert_close(
+        CrossEntropyLoss()(patched, batch).total, CrossEntropyLoss()(plain, batch).total, rtol=1e-3, atol=0
+    )
