@@ -108,8 +108,8 @@ def _run_torchrun(command: list[str], environ: dict[str, str], output_dir: Path)
     previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         return process.wait()
-    except BaseException:
-        process.terminate()
+    except BaseException:  # Ctrl-C, or an error here: torchrun stops its ranks on SIGINT (it ignores SIGTERM)
+        process.send_signal(signal.SIGINT)
         process.wait()
         raise
     finally:

@@ -8,10 +8,12 @@ so resuming at a global step resumes at the exact data position.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 import warnings
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import torch
 
 from sky_distill.errors import SkyDistillError
 from sky_distill.records import repair_torn_tail
-from sky_distill.runs import fingerprint_object, mark_complete, write_json_atomic
+from sky_distill.runs import mark_complete, write_json_atomic
 from sky_distill.train import checkpoint
 from sky_distill.train.batching import BatchPlan, BatchSchedule, fit_micro_batch, total_steps
 from sky_distill.train.data import PackedRow, collate_rows, pack_examples, padding_fraction, single_rows
@@ -49,8 +51,14 @@ def build_rows(examples: list, packing: bool, max_seq_len: int) -> list[PackedRo
 
 
 def data_fingerprint(rows: list[PackedRow]) -> str:
-    """Identifies the packed rows (their token ids), so a resume cannot silently switch data."""
-    return fingerprint_object([[example.input_ids for example in row.examples] for row in rows])
+    """Identifies the packed rows (their tokens and labels), so a resume cannot silently switch data."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(b"row")
+        for example in row.examples:
+            digest.update(len(example).to_bytes(8, "little"))
+            digest.update(array("q", example.input_ids).tobytes() + array("q", example.labels).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _trim_metrics(metrics_file: Path, before_step: int) -> None:

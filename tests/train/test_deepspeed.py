@@ -264,3 +264,16 @@ def test_every_deepspeed_config_trains_the_same_curve(deepspeed, reference, tiny
     launch(job)
     assert completion(tmp_path / "out")["zero"] == dict(job.zero)
     assert_same_curve(losses(tmp_path / "out"), losses(reference[2]), 1e-4)
+
+
+@pytest.mark.gpu
+def test_one_gpu_trains_in_bf16_and_exports(tiny_model_dir, sft_file, tmp_path):
+    job = make_job(
+        tiny_model_dir, sft_file, tmp_path / "out", "zero2", extra=["train.num_procs=1", "train.max_steps=8"]
+    )
+    launch(job)
+    summary = completion(tmp_path / "out")
+    assert summary["precision"] == "bf16" and summary["world_size"] == 1
+    row = read_metrics(tmp_path / "out" / "metrics.jsonl")[-1]
+    assert row["train/mem/gpu_peak_gib"] > 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "final").dtype == torch.bfloat16
