@@ -104,6 +104,8 @@ def run(job: TrainJob) -> dict[str, Any]:
     rows, report, learned_stops = prepare_data(job, tokenizer)
     micro = fit_micro_batch(train.global_batch_size, train.micro_batch_size, dist.world_size)
     plan = BatchPlan(train.global_batch_size, micro, dist.world_size)
+    if micro != train.micro_batch_size:
+        log.warning("micro batch %d -> %d: it must divide the per-rank share of a step", train.micro_batch_size, micro)
     schedule = BatchSchedule([row.length for row in rows], plan, train.seed, train.group_by_length)
     num_steps = total_steps(len(rows), plan.global_batch_size, train.epochs, train.max_steps)
     row_target_tokens = [row.num_target_tokens for row in rows]
@@ -165,6 +167,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     config = engine.module.config
     peak = peak_tflops(train.peak_tflops)
     engine.train()
+    log.info('threads %d', torch.get_num_threads())
     progress = tqdm(
         range(start_step, num_steps),
         desc=f"train {train.name}",

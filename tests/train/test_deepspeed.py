@@ -90,6 +90,7 @@ def losses(output_dir) -> list[float]:
 
 def assert_same_curve(actual, expected, rtol):
     worst = max(abs(a - e) / abs(e) for a, e in zip(actual, expected))
+    print(f"largest relative loss difference {worst:.2e} (allowed {rtol:.0e})")
     assert worst <= rtol, f"largest relative difference {worst:.2e}"
 
 
