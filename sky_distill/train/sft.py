@@ -167,7 +167,8 @@ def run(job: TrainJob) -> dict[str, Any]:
     config = engine.module.config
     peak = peak_tflops(train.peak_tflops)
     engine.train()
-    log.info('threads %d', torch.get_num_threads())
+    if dist.device.type == "cpu":
+        log.info("%d CPU threads per rank", torch.get_num_threads())
     progress = tqdm(
         range(start_step, num_steps),
         desc=f"train {train.name}",
