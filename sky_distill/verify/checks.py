@@ -1,6 +1,9 @@
 """One check for every answer type, shared by curation (verify) and scoring (eval).
 
-`check_response` runs inside a worker process (see pool.py); it returns plain data.
+`check_response` runs inside a worker process (see pool.py); it returns plain data:
+status (correct, incorrect, unparsed, timeout, error), correct, extracted, detail, elapsed_s.
+A gold answer that cannot be read, or malformed code tests, give status "error" with a detail
+saying what is wrong (the stage adds the problem id and counts them).
 """
 
 from __future__ import annotations
@@ -11,34 +14,54 @@ from typing import Any
 from sky_distill.verify import choice
 from sky_distill.verify import math as math_check
 
-VERIFIER_VERSION = f"math-{math_check.VERIFIER_VERSION}"
+CODE_VERSION = "1"  # the sandbox runner: bump when a change can alter a code verdict
+VERIFIER_VERSION = f"math-{math_check.VERIFIER_VERSION}+choice-2+code-{CODE_VERSION}"
 
 
-def check_response(answer_type: str, response: str, gold: str, tests: Any = None) -> dict[str, Any]:
-    """Judge one response: status is correct, incorrect, unparsed or error."""
+def _result(status: str, extracted: str | None, detail: str | None, started: float) -> dict[str, Any]:
+    return {
+        "status": status,
+        "correct": status == "correct",
+        "extracted": extracted,
+        "detail": detail,
+        "elapsed_s": round(time.perf_counter() - started, 4),
+    }
+
+
+def gold_problem(answer_type: str, gold: str) -> str | None:
+    """Why a math or choice gold answer cannot be used, or None."""
+    if answer_type == "math":
+        if not gold or not gold.strip():
+            return "gold answer is empty"
+        if math_check.is_text_answer(gold) or math_check.parses(gold):
+            return None
+        return f"gold answer cannot be parsed: {gold[:80]!r}"
+    if answer_type == "choice":
+        letter = gold.strip().strip("()").upper() if gold else ""
+        if len(letter) != 1 or letter not in choice.LETTERS:
+            return f"gold answer is not an option letter: {gold!r}"
+    return None
+
+
+def check_response(
+    answer_type: str, response: str, gold: str, tests: Any = None, timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Judge one response. `timeout_s` is the caller's limit for this check (code problems use it as their cap)."""
     started = time.perf_counter()
+    if answer_type == "code":
+        from sky_distill.verify.code import check_code
+
+        return check_code(response, tests, started, timeout_s)
+    if answer_type not in ("math", "choice"):
+        return _result("error", None, f"unknown answer_type {answer_type!r}", started)
+    problem = gold_problem(answer_type, gold)
+    if problem:
+        return _result("error", None, problem, started)
     if answer_type == "math":
         extracted = math_check.extract_answer(response)
         correct = extracted is not None and math_check.equivalent(extracted, gold)
-    elif answer_type == "choice":
-        extracted = choice.extract_choice(response)
-        correct = extracted is not None and extracted == gold.strip().upper()
-    elif answer_type == "code":
-        from sky_distill.verify.code import check_code
-
-        return check_code(response, tests, started)
     else:
-        return {
-            "status": "error",
-            "correct": False,
-            "extracted": None,
-            "detail": f"unknown answer_type {answer_type!r}",
-        }
+        extracted = choice.extract_choice(response)
+        correct = extracted is not None and extracted == gold.strip().strip("()").upper()
     status = "unparsed" if extracted is None else ("correct" if correct else "incorrect")
-    return {
-        "status": status,
-        "correct": correct,
-        "extracted": extracted,
-        "detail": None,
-        "elapsed_s": round(time.perf_counter() - started, 4),
-    }
+    return _result(status, extracted, None, started)

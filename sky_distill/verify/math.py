@@ -1,39 +1,66 @@
-"""Math answer checking: find the final answer in a response, compare it to gold with math-verify.
+"""Math answer checking: find the final answer in a response, compare it to gold.
 
 Public API (RL reward code and notebooks call these):
     extract_answer(response) -> str | None
     equivalent(pred, gold) -> bool
     is_correct(response, gold) -> bool
+
+Comparison is math-verify (sympy) plus what it misses or gets wrong on bare answers: text
+answers (never compared as products of letters), percentages against ratios, `1.07e16` against
+`1.07\\times10^{16}`, digit groups (`1 000`), numpy-style gold (`np.arcsin(10/13)`), equations
+with the same left side, set/interval against relation (`x \\in [-2,7]` vs `-2 \\le x \\le 7`).
+Answers whose evaluation would never end (`9^{9^{9^{9}}}`, `100000!`) are compared as text.
+
+These calls run in-process with math-verify's own signal timeout when on a main thread; the
+hard per-sample timeout (a worker killed from outside) is in `pool.py`, used by the stage.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+from functools import lru_cache
 
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "1"  # bump when a change can alter any verdict
+VERIFIER_VERSION = "2"  # bump when a change can alter any verdict
+INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
+
+# --- finding the final answer ---------------------------------------------------------------
 
 _THINK_END = re.compile(r"</think>|<\|end_of_thought\|>")
 _SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)(?:<\|end_of_solution\|>|$)", re.DOTALL)
-_FINAL_ANSWER = re.compile(r"final answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.|$)", re.IGNORECASE | re.MULTILINE)
+_FINAL_ANSWER = re.compile(
+    r"final answer\s*(?:is|:)\s*[:\s]*(?:\$\$?|\\\(|\\\[)?\s*(.+?)\s*(?:\$\$?|\\\)|\\\])?\s*(?:\.\s*|\s*I hope.*)?$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_ANSWER_IS = re.compile(
+    r"(?:the|my|final)\s+answer\s+(?:is|would be|should be)\s*:?\s*(?:\$\$?|\\\(|\\\[)?\s*([^\n$]+?)\s*(?:\$\$?|\\\)|\\\])?\s*(?:\.\s*)?$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MATH_SPAN = re.compile(r"\\\((.+?)\\\)|\\\[(.+?)\\\]|\$\$(.+?)\$\$|\$([^$]+?)\$", re.DOTALL)
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?(?![\w])")
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (or `\\fbox{...}`), braces balanced."""
+    """The content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`), braces balanced."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
         return None
-    brace = text.find("{", start)
-    if brace < 0:
-        return None
+    rest = text[start:]
+    command = re.match(r"\\(?:boxed|fbox)\s*", rest)
+    position = start + command.end()  # type: ignore[union-attr]
+    if position < len(text) and text[position] != "{":
+        bare = re.match(r"[^\s$.,;]+", text[position:])  # `\boxed 5`
+        return bare.group(0) if bare else None
     depth = 0
-    for position in range(brace, len(text)):
-        if text[position] == "{":
+    for index in range(position, len(text)):
+        if text[index] == "{":
             depth += 1
-        elif text[position] == "}":
+        elif text[index] == "}":
             depth -= 1
             if depth == 0:
-                return text[brace + 1 : position].strip()
+                return text[position + 1 : index].strip()
     return None
 
 
@@ -46,41 +73,280 @@ def answer_region(response: str) -> str:
     return parts[-1] if len(parts) > 1 else response
 
 
+def _stated_answer(region: str) -> str | None:
+    """'The final answer is X' or 'the answer is X', the last one in the region."""
+    for pattern in (_FINAL_ANSWER, _ANSWER_IS):
+        found = [match.group(1).strip() for match in pattern.finditer(region)]
+        found = [answer.rstrip(".").strip() for answer in found if answer.strip()]
+        if found:
+            answer = found[-1]
+            inner = _stated_answer(answer) if answer != region else None  # "Final Answer: The final answer is $x$"
+            return _strip_delimiters(inner or answer)
+    return None
+
+
+def _closing_statement(region: str) -> str | None:
+    """The last math span or number of the closing paragraph: 'Therefore, the polygon has 15 sides.'"""
+    paragraphs = [p for p in re.split(r"\n\s*\n", region.strip()) if p.strip()]
+    for paragraph in reversed(paragraphs[-2:]):
+        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph.strip())
+        for sentence in reversed(sentences[-2:]):
+            spans = [next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(sentence)]
+            if spans:
+                return spans[-1].strip()
+            numbers = _NUMBER.findall(sentence)
+            if numbers:
+                return numbers[-1]
+    return None
+
+
 def extract_answer(response: str) -> str | None:
-    """The final answer of a response: last boxed answer after the thinking, else "final answer is ..."."""
+    """The final answer of a response.
+
+    In order: the last `\\boxed{}` after the thinking, a stated final answer ("the final answer
+    is ..."), the last boxed answer inside the thinking, "the answer is ...", and last the math
+    or number of the closing sentences.
+    """
     region = answer_region(response)
     boxed = last_boxed(region)
-    if boxed is None and region is not response:
-        boxed = last_boxed(response)
     if boxed is not None:
         return boxed
     stated = _FINAL_ANSWER.findall(region)
-    return stated[-1].strip() if stated else None
+    if stated:
+        return _stated_answer(region)
+    if region is not response:
+        boxed = last_boxed(response)
+        if boxed is not None:
+            return boxed
+    return _stated_answer(region) or _closing_statement(region)
 
 
-def _parse(text: str):
+# --- comparing two answers -------------------------------------------------------------------
+
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}")
+_LATEX_WORDS = {
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+    "log", "ln", "exp", "sqrt", "frac", "dfrac", "tfrac", "pi", "infty", "inf", "cdot", "times", "pm",
+    "mp", "le", "leq", "ge", "geq", "neq", "ne", "lt", "gt", "approx", "left", "right", "circ", "deg",
+    "degree", "degrees", "begin", "end", "pmatrix", "bmatrix", "array", "cup", "cap", "in", "mod",
+    "pmod", "bmod", "gcd", "lcm", "max", "min", "det", "binom", "choose", "mathbb", "quad", "qquad",
+    "and", "or", "text", "mathrm", "boxed", "dots", "ldots", "cdots", "sum", "prod", "int", "lim",
+    "vec", "overline", "hat", "bar", "alpha", "beta", "gamma", "delta", "theta", "lambda", "mu",
+    "sigma", "omega", "phi", "emptyset", "varnothing", "percent", "pct", "percentage", "units", "unit",
+}  # fmt: skip
+_PERCENT = re.compile(r"\\%|%|\bpercent(?:age)?\b|\bpct\b")
+_SCIENTIFIC = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
+_DIGIT_GROUPS = re.compile(
+    r"^[+-]?\d{1,3}(?:[ \u2009\u202f]|\\[,;! ]|\\ )\d{3}(?:(?:[ \u2009\u202f]|\\[,;! ])\d{3})*(?:\.\d+)?$"
+)
+_NUMPY = re.compile(r"\b(?:np|numpy|math|sympy|sp)\.")
+_FUNCTION_NAMES = re.compile(
+    r"(?<![\\a-zA-Z])(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|log|ln|exp|sqrt)(?=\s*\()"
+)
+
+
+def _strip_delimiters(text: str) -> str:
+    text = text.strip()
+    for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if text.startswith(opening) and text.endswith(closing) and len(text) > len(opening) + len(closing):
+            inner = text[len(opening) : -len(closing)]
+            if "$" not in inner:
+                return inner.strip()
+    return text
+
+
+def _is_prose(text: str) -> bool:
+    """Text with delimited math or sentences in it: math-verify must find the answer itself."""
+    return (
+        bool(re.search(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox", text))
+        or len(re.findall(r"(?<!\\)\b[a-zA-Z]{4,}\b", _TEXT_WRAPPER.sub("", text))) >= 3
+    )
+
+
+def _words(text: str) -> list[str]:
+    unwrapped = _TEXT_WRAPPER.sub(r" \1 ", text)
+    unwrapped = re.sub(r"\\[a-zA-Z]+", " ", unwrapped)
+    return [word for word in re.findall(r"[a-zA-Z]{2,}", unwrapped) if word.lower() not in _LATEX_WORDS]
+
+
+def is_text_answer(text: str) -> bool:
+    """A word answer ('Monday', '\\text{even}', 'no solution'): no digits and a real word in it."""
+    stripped = _strip_delimiters(text)
+    return not re.search(r"\d", stripped) and any(len(word) >= 3 for word in _words(stripped))
+
+
+def normalize_text(text: str) -> str:
+    """Case, spacing, punctuation, TeX wrappers and leading articles removed."""
+    text = _strip_delimiters(text)
+    text = _TEXT_WRAPPER.sub(r"\1", text)
+    text = re.sub(r"\\[,;!: ]|~", " ", text).lower()
+    text = re.sub(r"^(?:the|an?)\s+", "", text.strip())
+    return re.sub(r"[\s.$,;:!?'\"`{}()\\]", "", text)
+
+
+def normalize_bare(text: str) -> str:
+    """Rewrite notations math-verify misreads in a bare (undelimited) answer."""
+    text = _strip_delimiters(text)
+    text = _NUMPY.sub("", text)
+    text = re.sub(r"\\\$\s*", "", text)  # currency
+    text = _FUNCTION_NAMES.sub(r"\\\1", text)
+    text = _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text)
+    text = re.sub(r"\\(?:mathrm|text|operatorname)\{([a-zA-Z])\}", r"\1", text)  # \mathrm{e}: math-verify stops at it
+    text = re.sub(r"_\{?\\([a-zA-Z]+)\}?", r"_{\1}", text)  # L_{\odot}: a name, not a command
+    text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*and\s*\}|\band\b)(?:\s*\\quad)?\s*", ", ", text)
+    if _DIGIT_GROUPS.match(text):
+        text = re.sub(r"[ \u2009\u202f]|\\[,;! ]", "", text)
+    return text.strip()
+
+
+_POWER_TOWER = re.compile(r"\d+(?:\s*\^\s*\{?\s*\(?\s*\d+)+")
+_FACTORIAL = re.compile(r"(\d+)\s*!")
+
+
+def _tower_too_big(tower: str, max_digits: int = 10**5) -> bool:
+    """Whether a tower of numeric powers (`9^{9^{9^9}}`) has more than `max_digits` digits."""
+    numbers = [int(number) for number in re.findall(r"\d+", tower)]
+    exponent = numbers[-1]
+    for base in reversed(numbers[:-1]):
+        if base > 1 and exponent * math.log10(base) > max_digits:
+            return True
+        exponent = base**exponent
+    return False
+
+
+def _too_costly(text: str) -> bool:
+    """Answers sympy would evaluate forever: towers of huge powers, huge factorials or numerals."""
+    if re.search(r"\d{2000,}", text):
+        return True
+    if any(int(number) >= 10**5 for number in _FACTORIAL.findall(text) if len(number) < 30) or any(
+        len(number) >= 30 for number in _FACTORIAL.findall(text)
+    ):
+        return True
+    return any(_tower_too_big(match.group(0)) for match in _POWER_TOWER.finditer(text))
+
+
+def _inner_timeout() -> int | None:
+    return INNER_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_forms(text: str) -> tuple:
+    """math-verify parses of an answer: the bare answer as LaTeX, else math-verify's own extraction."""
+    import logging
+
     from math_verify import parse
 
-    return parse(f"${text}$", parsing_timeout=None)
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its "timeout disabled" warning is expected here
+    timeout = _inner_timeout()
+    text = _strip_delimiters(text)
+    if _is_prose(text):
+        return tuple(parse(text, parsing_timeout=timeout))
+    bare = normalize_bare(text)
+    forms = parse(f"${bare}$", parsing_timeout=timeout)
+    if re.fullmatch(r"[+-]?\d[\d.,]*", bare):  # '1000,99', '1.22' vs '1,22': math-verify's number reading too
+        forms = [*forms, *parse(bare, parsing_timeout=timeout)]
+    return tuple(forms or parse(bare, parsing_timeout=timeout))
+
+
+def _verify(gold_forms: tuple, pred_forms: tuple) -> bool:
+    from math_verify import verify
+
+    if not gold_forms or not pred_forms:
+        return False
+    return bool(
+        verify(list(gold_forms), list(pred_forms), allow_set_relation_comp=True, timeout_seconds=_inner_timeout())
+    )
+
+
+def _percent_as_ratio(pred: str, gold: str) -> bool:
+    """'28\\%' equals '0.28' (math-verify equates 28% with 28 and no more)."""
+    if bool(_PERCENT.search(pred)) == bool(_PERCENT.search(gold)):
+        return False
+    percent, other = (pred, gold) if _PERCENT.search(pred) else (gold, pred)
+    number = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*", _PERCENT.sub("", _strip_delimiters(percent)))
+    ratio = re.fullmatch(r"\s*(-?\d*\.\d+|-?\d+)\s*", _strip_delimiters(other))
+    return bool(number and ratio) and abs(float(number.group(1)) / 100 - float(ratio.group(1))) < 1e-9
+
+
+def _same_left_side(pred: str, gold: str) -> tuple[str, str] | None:
+    """Right sides of two equations whose left sides are the same text (`\\frac{dM}{dt} = ...`)."""
+    pred_sides, gold_sides = _strip_delimiters(pred).split("="), _strip_delimiters(gold).split("=")
+    if len(pred_sides) != 2 or len(gold_sides) != 2:
+        return None
+    squash = lambda side: re.sub(r"\s|\\[,;! ]", "", side)  # noqa: E731
+    if squash(pred_sides[0]) != squash(gold_sides[0]) or not squash(pred_sides[0]):
+        return None
+    return pred_sides[1], gold_sides[1]
+
+
+def _focus(text: str) -> str:
+    """A prose answer's boxed answer; a gold of several answers joined as `a$, $b` rejoined."""
+    text = text.strip()
+    if _is_prose(text) and len(re.findall(r"\\boxed|\\fbox", text)) == 1:
+        boxed = last_boxed(text)
+        if boxed and is_text_answer(boxed):
+            return boxed
+    if "$, $" in text and not text.startswith("$"):
+        return text.replace("$, $", ", ")
+    return text
+
+
+def _numbers_differ(gold_forms: tuple, pred_forms: tuple, relative: float = 1e-6) -> bool:
+    """Two plain numbers further apart than `relative` (math-verify rounds to 6 decimals: 2.88e-19 = 2.89e-19)."""
+    import sympy
+
+    try:
+        gold, pred = gold_forms[0], pred_forms[0]
+        if not (isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and gold.is_number and pred.is_number):
+            return False
+        gold_value, pred_value = float(sympy.N(gold)), float(sympy.N(pred))
+    except (IndexError, TypeError, ValueError, OverflowError):
+        return False
+    scale = max(abs(gold_value), abs(pred_value))
+    return scale > 0 and abs(gold_value - pred_value) > relative * scale
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s|\\[,;! ]|~", "", _strip_delimiters(text))
 
 
 def equivalent(pred: str, gold: str) -> bool:
-    """Whether two extracted answers are mathematically the same (math-verify, then exact text)."""
-    from math_verify import verify
-
-    if pred.strip() == gold.strip():
+    """Whether an answer equals the gold answer (both extracted answers, or short text with one)."""
+    if pred is None or gold is None:
+        return False
+    pred, gold = _focus(pred), _focus(gold)
+    if _squash(pred) == _squash(gold) != "":
         return True
-    gold_parsed, pred_parsed = _parse(gold), _parse(pred)
-    if not gold_parsed or not pred_parsed:
-        return _normalize_text(pred) == _normalize_text(gold)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    pred_is_text, gold_is_text = is_text_answer(pred), is_text_answer(gold)
+    if pred_is_text or gold_is_text:
+        if normalize_text(pred) == normalize_text(gold) != "":
+            return True
+        if pred_is_text and gold_is_text:
+            return False  # 'Monday' is not the product d*a*m*n*o*y
+    if _too_costly(pred) or _too_costly(gold):
+        return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(normalize_bare(gold)).replace(
+            "{", ""
+        ).replace("}", "")
+    if _percent_as_ratio(pred, gold):
+        return True
+    gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
+    if _verify(gold_forms, pred_forms):
+        bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
+        return not (bare and _numbers_differ(gold_forms, pred_forms))
+    sides = _same_left_side(pred, gold)
+    return sides is not None and _verify(_parse_forms(sides[1]), _parse_forms(sides[0]))
 
 
 def is_correct(response: str, gold: str) -> bool:
+    """Whether the final answer of a whole response equals the gold answer."""
     pred = extract_answer(response)
     return pred is not None and equivalent(pred, gold)
 
 
-def _normalize_text(text: str) -> str:
-    text = re.sub(r"\\text\{([^}]*)\}", r"\1", text)
-    return re.sub(r"[\s.$]", "", text).lower()
+def parses(answer: str) -> bool:
+    """Whether an answer can be compared at all: math-verify reads it, or it is text or too big to evaluate."""
+    if not answer or not answer.strip():
+        return False
+    if _too_costly(answer) or is_text_answer(answer):
+        return True
+    return any(not isinstance(form, str) for form in _parse_forms(_focus(answer)))

@@ -1,7 +1,11 @@
+"""Math answers: finding the final answer, and equivalence beyond what plain math-verify does."""
+
+import time
+
 import pytest
 
-from sky_distill.verify.choice import extract_choice
-from sky_distill.verify.math import equivalent, extract_answer, is_correct
+from sky_distill.verify.checks import check_response, gold_problem
+from sky_distill.verify.math import equivalent, extract_answer, is_correct, is_text_answer, parses
 
 
 @pytest.mark.parametrize(
@@ -14,8 +18,13 @@ from sky_distill.verify.math import equivalent, extract_answer, is_correct
             "10",
         ),
         ("The final answer is $42$.", "42"),
+        ("Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}"),
         ("no answer here", None),
         ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("thus \\boxed 5.", "5"),
+        ("<think>the answer is \\boxed{7}</think>I could not finish.", "7"),  # boxed in the thinking only
+        ("We compute.\n\nTherefore, the polygon has 15 sides.\n\nI think that's the correct answer.", "15"),
+        ("So the answer is \\(x = 3\\).", "x = 3"),
     ],
 )
 def test_extract_answer(response, expected):
@@ -30,6 +39,43 @@ def test_extract_answer(response, expected):
         ("937", "936", False),
         ("\\sqrt{4}", "2", True),
         ("x", "2", False),
+        # units and currency
+        ("5 \\text{ cm}", "5", True),
+        ("\\$36", "36", True),
+        ("1.07 \\times 10^{16} \\text{ photons}", "1.07e16", True),
+        ("3.0\\times 10^{8}\\ \\mathrm{m/s}", "3\\times10^8", True),
+        # percentages: 28% is 28 (math-verify) and also 0.28; 28 is not 0.28
+        ("28\\%", "28", True),
+        ("0.28", "28\\%", True),
+        ("28", "0.28", False),
+        ("0.3", "28\\%", False),
+        # scientific notation is compared relatively, not rounded to 6 decimals
+        ("2.89 \\times 10^{-19}", "2.88e-19", False),
+        ("2.88 \\times 10^{-19}", "2.88e-19", True),
+        # digit groups
+        ("1 000", "1000", True),
+        ("7,425,000", "7425000", True),
+        # intervals and sets
+        ("(1, 3]", "(1,3]", True),
+        ("[1, 3)", "(1,3]", False),
+        ("\\{2, 1\\}", "\\{1,2\\}", True),
+        ("x \\in [-2,7]", "-2 \\le x \\le 7", True),
+        ("(-6, 6) \\text{ and } (2, 6)", "(-6,6)$, $(2,6)", True),
+        ("21, 36, and 82", "19, 46, and 82", False),
+        # equations
+        ("x = 3", "3", True),
+        ("3", "x=3", True),
+        ("y = 2x+3", "2x + 3", True),
+        ("\\frac{d M}{d t} = 2 M", "\\frac{dM}{dt}=2M", True),
+        # text answers: compared as words, never as products of letters
+        ("\\text{Monday}", "Monday", True),
+        ("Dynamo", "\\text{Monday}", False),
+        ("\\text{(B)}", "B", True),
+        ("The Evelyn", "\\text{Evelyn}", True),
+        ("no solution", "\\text{No solution}", True),
+        # numpy-style gold, \mathrm{e}
+        ("\\arcsin\\left(\\frac{1}{1.3}\\right)", "np.arcsin(10/13)", True),
+        ("1 + \\frac{1}{\\mathrm{e}}", "1 - \\frac{1}{\\mathrm{e}}", False),
     ],
 )
 def test_equivalent(pred, gold, equal):
@@ -39,16 +85,36 @@ def test_equivalent(pred, gold, equal):
 def test_is_correct_uses_the_final_answer():
     assert is_correct("<think>\\boxed{1}</think>\\boxed{2}", "2")
     assert not is_correct("<think>\\boxed{2}</think>\\boxed{1}", "2")
+    assert not is_correct("I have no idea.", "2")
+
+
+def test_answers_sympy_would_evaluate_forever_are_compared_as_text_quickly():
+    started = time.perf_counter()
+    assert not equivalent("9^{9^{9^{9}}}", "1")
+    assert equivalent("9^{9^{9^{9}}}", "9^{9^{9^9}}")
+    assert not equivalent("100000!", "5")
+    assert time.perf_counter() - started < 5
+
+
+def test_text_answers_and_parsable_gold():
+    assert is_text_answer("\\text{Monday}") and is_text_answer("no solution")
+    assert not is_text_answer("5 \\text{ cm}") and not is_text_answer("\\frac{\\pi}{2}") and not is_text_answer("x")
+    assert parses("42") and parses("(1,2]") and parses("\\text{even}") and parses("9^{9^{9^{9}}}")
+    assert not parses("") and not parses("???") and not parses("\\frac{")
 
 
 @pytest.mark.parametrize(
-    "response,letter",
+    "answer_type,gold,message",
     [
-        ("The answer is (C).", "C"),
-        ("\\boxed{B}", "B"),
-        ("I think a good approach is to compute. Answer: D", "D"),
-        ("This is a hard question and a tricky one.", None),
+        ("math", "", "empty"),
+        ("math", "\\frac{", "cannot be parsed"),
+        ("choice", "E)", None),
+        ("choice", "AB", "not an option"),
     ],
 )
-def test_extract_choice(response, letter):
-    assert extract_choice(response) == letter
+def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message):
+    problem = gold_problem(answer_type, gold)
+    assert (problem is None) if message is None else (message in problem)
+    if message:
+        result = check_response(answer_type, "\\boxed{1}", gold)
+        assert result["status"] == "error" and message in result["detail"]

@@ -1,0 +1,159 @@
+"""Verification throughput and agreement, measured side by side in one run.
+
+    python scripts/bench_verify.py [--workers 2] [--sandbox-runs 40] [--repeat 1]
+
+1. Agreement with hand-checked labels on ../shared/fixtures: `answer_equivalence_dev.jsonl`
+   (pred/gold pairs) and `model_outputs_dev.jsonl` (whole responses; gold joined from
+   ../shared/benchmarks by problem id), for sky-distill's verifier and for plain math-verify
+   (`verify(parse(gold), parse(response))`).
+2. Throughput on the model outputs: the verify stage's path (`verify_responses`, worker processes
+   with hard timeouts, `--workers` of them) against sequential plain math-verify in this process,
+   on the same responses; prints the ratio.
+3. Sandbox executions per second: `run_python` on a trivial program, one at a time and
+   `--workers` at a time, with the isolation backend in use.
+4. With `--references`: every HumanEval and MBPP reference solution through the code check
+   (they should all pass), and how long that takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plain_math_verify(response: str, gold: str) -> bool:
+    from math_verify import parse, verify
+
+    try:
+        return bool(verify(parse(gold), parse(response)))
+    except Exception:
+        return False
+
+
+def load_outputs(repeat: int) -> tuple[list[dict], dict[str, str]]:
+    rows = read_jsonl(SHARED / "fixtures" / "model_outputs_dev.jsonl")
+    golds = {}
+    for benchmark in sorted({row["benchmark"] for row in rows}):
+        for gold in read_jsonl(SHARED / "benchmarks" / f"{benchmark}.jsonl"):
+            golds[gold["id"]] = str(gold["answer"])
+    return rows * repeat, golds
+
+
+def agreement(rows: list[dict], golds: dict[str, str]) -> dict[str, str]:
+    from sky_distill.verify.math import equivalent, is_correct
+
+    pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
+    ours_pairs = sum(equivalent(r["pred"], r["gold"]) == r["equal"] for r in pairs)
+    plain_pairs = sum(plain_math_verify(r["pred"], r["gold"]) == r["equal"] for r in pairs)
+    ours_outputs = sum(is_correct(r["response"], golds[r["problem_id"]]) == r["label"] for r in rows)
+    plain_outputs = sum(plain_math_verify(r["response"], golds[r["problem_id"]]) == r["label"] for r in rows)
+
+    def share(count: int, total: int) -> str:
+        return f"{count}/{total} = {100 * count / total:.1f}%"
+
+    return {
+        "answer pairs, sky-distill": share(ours_pairs, len(pairs)),
+        "answer pairs, plain math-verify": share(plain_pairs, len(pairs)),
+        "model outputs, sky-distill": share(ours_outputs, len(rows)),
+        "model outputs, plain math-verify": share(plain_outputs, len(rows)),
+    }
+
+
+def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[str, float]:
+    from sky_distill.records import Problem
+    from sky_distill.verify.stage import verify_responses
+
+    problems = {pid: Problem(id=pid, problem="-", answer=gold, source="dev") for pid, gold in golds.items()}
+    items = [(row["problem_id"], index, row["response"]) for index, row in enumerate(rows)]
+    started = time.perf_counter()
+    for row in rows:
+        plain_math_verify(row["response"], golds[row["problem_id"]])
+    plain_s = time.perf_counter() - started
+    started = time.perf_counter()
+    verify_responses(items, problems, timeout_s=10, workers=workers)  # includes starting the workers
+    ours_s = time.perf_counter() - started
+    return {
+        "responses": len(rows),
+        "plain math-verify, sequential (responses/s)": round(len(rows) / plain_s, 1),
+        f"sky-distill verify, {workers} workers (responses/s)": round(len(rows) / ours_s, 1),
+        "ratio (sky-distill / plain)": round(plain_s / ours_s, 2),
+    }
+
+
+def sandbox_rate(runs: int, workers: int) -> dict[str, object]:
+    from sky_distill.verify.sandbox import isolation_layers, run_python
+
+    layers = isolation_layers()
+    run_python("pass")  # resolve the backend once
+    started = time.perf_counter()
+    results = [run_python("print(sum(range(1000)))") for _ in range(runs)]
+    sequential = runs / (time.perf_counter() - started)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        results += list(pool.map(lambda _: run_python("print(sum(range(1000)))"), range(runs)))
+    parallel = runs / (time.perf_counter() - started)
+    assert all(result.stdout == "499500\n" for result in results)
+    return {
+        "backend": layers["backend"],
+        "active layers": sum(layer["active"] for layer in layers["layers"].values()),
+        "of layers": len(layers["layers"]),
+        "executions/s, one at a time": round(sequential, 1),
+        f"executions/s, {workers} at a time": round(parallel, 1),
+    }
+
+
+def references(workers: int) -> dict[str, object]:
+    from sky_distill.verify.checks import check_response
+    from sky_distill.verify.pool import map_with_timeout
+
+    items = []
+    for row in read_jsonl(SHARED / "benchmarks" / "humaneval.jsonl"):
+        tests = {"type": "functional", "code": row["test"], "entry_point": row["entry_point"]}
+        items.append(("code", f"```python\n{row['prompt']}{row['answer']}\n```", "", tests, 30.0))
+    for row in read_jsonl(SHARED / "benchmarks" / "mbpp_test.jsonl"):
+        code = "\n".join([str(row.get("test_setup_code") or ""), *row["test_list"]]).strip() + "\n"
+        items.append(("code", f"```python\n{row['answer']}\n```", "", {"type": "functional", "code": code}, 30.0))
+    started = time.perf_counter()
+    results = list(map_with_timeout(check_response, items, 40, workers))
+    elapsed = time.perf_counter() - started
+    passed = sum(isinstance(result, dict) and result["status"] == "correct" for result in results)
+    return {"reference solutions passing": f"{passed}/{len(items)}", "problems/s": round(len(items) / elapsed, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sandbox-runs", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=1, help="verify the model outputs this many times over")
+    parser.add_argument(
+        "--references", action="store_true", help="also run every HumanEval and MBPP reference solution"
+    )
+    args = parser.parse_args()
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    rows, golds = load_outputs(1)
+    sections = {
+        "agreement with hand-checked labels": agreement(rows, golds),
+        "throughput on model_outputs_dev": throughput(load_outputs(args.repeat)[0], golds, args.workers),
+        "sandbox": sandbox_rate(args.sandbox_runs, args.workers),
+    }
+    if args.references:
+        sections["HumanEval and MBPP reference solutions"] = references(args.workers)
+    for title, values in sections.items():
+        print(f"\n{title}")
+        for key, value in values.items():
+            print(f"  {key:<48} {value}")
+
+
+if __name__ == "__main__":
+    main()
