@@ -289,13 +289,22 @@ class TrainConfig(ConfigModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     max_grad_norm: float = Field(default=1.0, gt=0)
+    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
+    adam_beta2: float = Field(default=0.95, ge=0, lt=1)
+    adam_epsilon: float = Field(default=1e-8, gt=0)
     global_batch_size: int = Field(default=96, gt=0)
     micro_batch_size: int = Field(default=1, gt=0)
     max_seq_len: int = Field(default=16384, gt=0)
+    overlong: Literal["truncate", "drop"] = "truncate"  # examples longer than max_seq_len
     packing: bool = True
+    group_by_length: bool = False
+    chat_template: Literal["auto", "chatml", "llama3"] = "auto"  # auto: the tokenizer's own
+    loss: Literal["ce"] = "ce"
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    liger_kernel: bool = False
+    peak_tflops: float | None = Field(default=None, gt=0)  # per device, for MFU; null: known GPUs only
     num_procs: int = Field(default=1, ge=1)
     num_nodes: int = Field(default=1, ge=1)
     num_threads: int | None = Field(default=None, gt=0)

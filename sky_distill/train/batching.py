@@ -3,13 +3,22 @@
 Every rank computes the same schedule from (seed, epoch), so a resumed run picks up at the
 exact row where it stopped, and the loss of a global step can be normalised by the number of
 target tokens in the whole global batch without any communication.
+
+Rows of a step are sorted by length before they are dealt to ranks and micro batches, so a
+micro batch holds rows of similar length (little padding). `group_by_length` also groups
+similar lengths across steps: the epoch's shuffled order is cut into mega-batches that are
+sorted by length and dealt out as whole steps in shuffled order (like Hugging Face's
+length-grouped sampler), the alternative to packing when examples must stay one per row.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MEGA_BATCH_STEPS = 16  # steps per length-sorted group under group_by_length
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,18 @@ def epoch_order(num_rows: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
+def length_grouped_order(lengths: Sequence[int], seed: int, epoch: int, global_batch_size: int) -> list[int]:
+    """The epoch's shuffled order, regrouped so each step holds rows of similar length."""
+    order = epoch_order(len(lengths), seed, epoch)
+    group = global_batch_size * MEGA_BATCH_STEPS
+    grouped: list[int] = []
+    for start in range(0, len(order), group):
+        grouped += sorted(order[start : start + group], key=lambda row: -lengths[row])
+    steps = [grouped[start : start + global_batch_size] for start in range(0, len(grouped), global_batch_size)]
+    random.Random(f"{seed}-{epoch}-steps").shuffle(steps)
+    return [row for step in steps for row in step]
+
+
 def steps_per_epoch(num_rows: int, global_batch_size: int) -> int:
     return math.ceil(num_rows / global_batch_size)
 
@@ -62,11 +83,7 @@ def total_steps(num_rows: int, global_batch_size: int, epochs: float, max_steps:
 
 def step_rows(num_rows: int, plan: BatchPlan, seed: int, global_step: int) -> list[int]:
     """The rows of one global step; the last step of an epoch wraps to the epoch's start."""
-    per_epoch = steps_per_epoch(num_rows, plan.global_batch_size)
-    epoch, step_in_epoch = divmod(global_step, per_epoch)
-    order = epoch_order(num_rows, seed, epoch)
-    start = step_in_epoch * plan.global_batch_size
-    return [order[(start + offset) % num_rows] for offset in range(plan.global_batch_size)]
+    return BatchSchedule([1] * num_rows, plan, seed).step_rows(global_step)
 
 
 def rank_micro_batches(rows: list[int], plan: BatchPlan, rank: int) -> list[list[int]]:
@@ -74,3 +91,45 @@ def rank_micro_batches(rows: list[int], plan: BatchPlan, rank: int) -> list[list
     mine = rows[rank :: plan.world_size]
     size = plan.micro_batch_size
     return [mine[index : index + size] for index in range(0, len(mine), size)]
+
+
+@dataclass
+class BatchSchedule:
+    """The whole schedule of a run: rows of each step, and each rank's micro batches."""
+
+    lengths: Sequence[int]  # tokens per row
+    plan: BatchPlan
+    seed: int
+    group_by_length: bool = False
+    _cached: tuple[int, list[int]] | None = field(default=None, repr=False)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.num_rows, self.plan.global_batch_size)
+
+    def order(self, epoch: int) -> list[int]:
+        if self._cached is None or self._cached[0] != epoch:
+            if self.group_by_length:
+                order = length_grouped_order(self.lengths, self.seed, epoch, self.plan.global_batch_size)
+            else:
+                order = epoch_order(self.num_rows, self.seed, epoch)
+            self._cached = (epoch, order)
+        return self._cached[1]
+
+    def step_rows(self, global_step: int) -> list[int]:
+        """The rows of one global step, longest first; the last step of an epoch wraps around."""
+        epoch, step_in_epoch = divmod(global_step, self.steps_per_epoch)
+        order = self.order(epoch)
+        start = step_in_epoch * self.plan.global_batch_size
+        rows = [order[(start + offset) % self.num_rows] for offset in range(self.plan.global_batch_size)]
+        return sorted(rows, key=lambda row: -self.lengths[row])
+
+    def micro_batches(self, global_step: int, rank: int) -> list[list[int]]:
+        return rank_micro_batches(self.step_rows(global_step), self.plan, rank)
+
+    def epoch(self, global_step: int) -> float:
+        return global_step * self.plan.global_batch_size / self.num_rows

@@ -1,14 +1,18 @@
 """Training data: chat-template encoding with response-only labels, packing, and batches.
 
-Pure functions, no I/O: a conversation becomes `input_ids` plus `labels` that are
-`IGNORE_INDEX` everywhere except the final assistant turn (its text and its end-of-turn token).
-Packed rows restart `position_ids` at every sequence, which transformers turns into a
-block-diagonal causal mask, so packed neighbours never attend to each other.
+Pure functions, no I/O. A conversation becomes `input_ids` plus `labels` that are
+`IGNORE_INDEX` everywhere except the final assistant turn: its text and the token that ends
+the turn (EOS, learned so the student stops), and nothing after it.
+
+Packed rows restart `position_ids` at every sequence; with no attention mask and no KV cache
+(`use_cache=False`), transformers turns that into a block-diagonal causal mask (and flash
+attention into variable-length attention), so packed neighbours never attend to each other.
+The first token of every sequence has no label, so no loss crosses a packed boundary either.
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,15 +52,22 @@ def _render_ids(tokenizer: Any, messages: Sequence[dict[str, str]], add_generati
 
 
 def encode_conversation(
-    tokenizer: Any, messages: Sequence[dict[str, str]], max_seq_len: int | None = None
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    max_seq_len: int | None = None,
+    end_of_turn: set[int] | None = None,
 ) -> EncodedExample:
     """Encode a conversation whose last turn is the assistant response to learn.
 
-    Labels cover the response and its end-of-turn (EOS) token; anything the template writes
-    after that EOS (ChatML's trailing newline) is dropped, since the model never sees it.
+    The prompt is the template applied to the earlier turns with the generation prompt; it
+    must be a prefix of the template applied to the whole conversation. The response runs
+    to the last end-of-turn token the template writes (`end_of_turn`, default EOS); what
+    follows it (ChatML's newline) is dropped, since the model never sees it. If the template
+    closes the turn with no such token, EOS is appended. Over-long examples are cut at the end.
     """
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("a training conversation must end with an assistant turn")
+    stops = end_of_turn if end_of_turn is not None else {tokenizer.eos_token_id}
     prompt_ids = _render_ids(tokenizer, messages[:-1], add_generation_prompt=True)
     full_ids = _render_ids(tokenizer, messages, add_generation_prompt=False)
     if full_ids[: len(prompt_ids)] != prompt_ids:
@@ -65,13 +76,14 @@ def encode_conversation(
             "response-only labels cannot be placed"
         )
     response_ids = full_ids[len(prompt_ids) :]
-    eos_id = tokenizer.eos_token_id
-    if eos_id in response_ids:
-        response_ids = response_ids[: response_ids.index(eos_id) + 1]
+    closing = [index for index, token in enumerate(response_ids) if token in stops]
+    if closing:
+        response_ids = response_ids[: closing[-1] + 1]
     else:
-        response_ids = [*response_ids, eos_id]
+        response_ids = [*response_ids, tokenizer.eos_token_id]
     input_ids = prompt_ids + response_ids
     labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
+    labels[0] = IGNORE_INDEX  # nothing predicts a sequence's first token (keeps packed rows apart)
     truncated = 0
     if max_seq_len is not None and len(input_ids) > max_seq_len:
         truncated = len(input_ids) - max_seq_len
@@ -85,41 +97,53 @@ class PackedRow:
 
     capacity: int
     examples: list[EncodedExample] = field(default_factory=list)
+    length: int = 0
+
+    def add(self, example: EncodedExample) -> None:
+        self.examples.append(example)
+        self.length += len(example)
 
     @property
-    def length(self) -> int:
-        return sum(len(example) for example in self.examples)
+    def num_target_tokens(self) -> int:
+        return sum(example.num_target_tokens for example in self.examples)
 
 
 def pack_examples(examples: Sequence[EncodedExample], capacity: int) -> list[PackedRow]:
-    """Best-fit-decreasing bin packing: each example goes into the fullest row it fits in.
+    """Best-fit-decreasing bin packing: longest first, each into the fullest row it fits in.
 
-    Rows come back in a fixed order (the order they were opened), so packing is deterministic.
+    O(n log n) with a sorted list of (free space, row); rows come back in the order they were
+    opened, so packing is deterministic.
     """
     rows: list[PackedRow] = []
-    free_space: list[tuple[int, int]] = []  # (free tokens, row index), a min-heap
+    free: list[tuple[int, int]] = []  # sorted (free tokens, row index)
     for example in sorted(examples, key=len, reverse=True):
-        if len(example) > capacity:
-            raise ValueError(f"an example of {len(example)} tokens exceeds the row capacity {capacity}")
-        skipped = []
-        placed = False
-        while free_space:
-            free, index = heapq.heappop(free_space)
-            if free >= len(example):
-                rows[index].examples.append(example)
-                heapq.heappush(free_space, (free - len(example), index))
-                placed = True
-                break
-            skipped.append((free, index))
-        for item in skipped:
-            heapq.heappush(free_space, item)
-        if not placed:
-            rows.append(PackedRow(capacity, [example]))
-            heapq.heappush(free_space, (capacity - len(example), len(rows) - 1))
+        size = len(example)
+        if size > capacity:
+            raise ValueError(f"an example of {size} tokens exceeds the row capacity {capacity}")
+        slot = bisect.bisect_left(free, (size, -1))
+        if slot < len(free):
+            space, index = free.pop(slot)
+        else:
+            rows.append(PackedRow(capacity))
+            space, index = capacity, len(rows) - 1
+        rows[index].add(example)
+        if space - size > 0:
+            bisect.insort(free, (space - size, index))
+    return rows
+
+
+def single_rows(examples: Sequence[EncodedExample], capacity: int) -> list[PackedRow]:
+    """One example per row (no packing), in input order."""
+    rows = []
+    for example in examples:
+        row = PackedRow(capacity)
+        row.add(example)
+        rows.append(row)
     return rows
 
 
 def padding_fraction(row_lengths: Sequence[int], padded_lengths: Sequence[int]) -> float:
+    """The share of computed positions that are padding."""
     total = sum(padded_lengths)
     return 0.0 if total == 0 else 1.0 - sum(row_lengths) / total
 
@@ -153,3 +177,27 @@ def collate_padded(examples: Sequence[EncodedExample], pad_id: int) -> dict[str,
         labels[index, : len(example)] = torch.tensor(example.labels)
         attention_mask[index, : len(example)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+def flatten_rows(rows: Sequence[PackedRow]) -> PackedRow:
+    """All examples of several packed rows as one row: a padding-free micro batch.
+
+    Only for attention that takes sequence boundaries from the position ids without building
+    a dense mask (flash attention's variable-length kernels); SDPA and eager attention would
+    build a mask quadratic in the whole micro batch.
+    """
+    flat = PackedRow(sum(row.capacity for row in rows))
+    for row in rows:
+        for example in row.examples:
+            flat.add(example)
+    return flat
+
+
+def collate_rows(
+    rows: Sequence[PackedRow], pad_id: int, packing: bool, padding_free: bool = False
+) -> dict[str, torch.Tensor]:
+    """A micro batch of rows: packed rows with restarting positions (one row if `padding_free`),
+    or padded single examples with an attention mask."""
+    if packing:
+        return collate_packed([flatten_rows(rows)] if padding_free else rows, pad_id)
+    return collate_padded([row.examples[0] for row in rows], pad_id)

@@ -1,7 +1,14 @@
-"""Reading SFT files into encoded examples, with every bad or cut record counted and named."""
+"""Reading SFT files into encoded examples, with every bad, cut or dropped record counted and named.
+
+Nothing is lost silently: a record that cannot be used (invalid JSON, a missing field, no
+assistant turn, an empty response, no response left within `max_seq_len`, or too long under
+`overlong: drop`) is counted under its reason and named by file and line; a record cut to fit
+is counted with the tokens it lost and named too.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,75 +17,108 @@ from typing import Any
 from sky_distill.records import RecordError, SFTExample, iter_jsonl
 from sky_distill.train.data import EncodedExample, encode_conversation
 
-MAX_REPORTED_ERRORS = 20
+MAX_REPORTED = 20  # locations listed per kind; the counts are always complete
 
 
 @dataclass
 class DataReport:
-    """What became of the input records: kept, rejected (with where and why), truncated."""
+    """What became of the input records: kept, rejected (by reason, with where), truncated."""
 
     records: int = 0
     kept: int = 0
     rejected: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
     truncated_examples: int = 0
     truncated_tokens: int = 0
     tokens: int = 0
     target_tokens: int = 0
+    longest: int = 0
     errors: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
 
-    def reject(self, error: RecordError) -> None:
+    def reject(self, error: RecordError, reason: str) -> None:
         self.rejected += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
+        self.rejected_by_reason[reason] += 1
+        if len(self.errors) < MAX_REPORTED:
             self.errors.append(str(error))
+
+    def cut(self, path: str, line: int, tokens: int, length: int) -> None:
+        self.truncated_examples += 1
+        self.truncated_tokens += tokens
+        if len(self.truncated) < MAX_REPORTED:
+            self.truncated.append(f"{path}:{line}: {length} tokens, {tokens} cut")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "train/data/records": self.records,
             "train/data/kept": self.kept,
             "train/data/rejected": self.rejected,
+            "train/data/rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "train/data/truncated_examples": self.truncated_examples,
             "train/data/truncated_tokens": self.truncated_tokens,
             "train/data/tokens": self.tokens,
             "train/data/target_tokens": self.target_tokens,
+            "train/data/longest": self.longest,
             "train/data/errors": self.errors,
+            "train/data/truncated": self.truncated,
         }
 
+    def summary_line(self) -> str:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.rejected_by_reason.items()))
+        return (
+            f"{self.records} records: {self.kept} kept, {self.rejected} rejected"
+            f"{f' ({reasons})' if reasons else ''}, {self.truncated_examples} truncated "
+            f"({self.truncated_tokens} tokens cut); {self.tokens} tokens, {self.target_tokens} learned"
+        )
 
-def _check_example(example: SFTExample, path: str, line: int) -> RecordError | None:
+
+def _check_example(example: SFTExample, path: str, line: int) -> tuple[RecordError, str] | None:
     if not example.messages or example.messages[-1].role != "assistant":
-        return RecordError(path, line, "messages", "the last message must be the assistant response")
+        return RecordError(path, line, "messages", "the last message must be the assistant response"), "no_response"
+    last = len(example.messages) - 1
     if not example.messages[-1].content.strip():
-        return RecordError(path, line, f"messages.{len(example.messages) - 1}.content", "empty response")
+        return RecordError(path, line, f"messages.{last}.content", "empty response"), "empty_response"
     return None
 
 
 def load_sft_examples(
-    files: Sequence[str | Path], tokenizer: Any, max_seq_len: int
+    files: Sequence[str | Path],
+    tokenizer: Any,
+    max_seq_len: int,
+    overlong: str = "truncate",
+    end_of_turn: set[int] | None = None,
 ) -> tuple[list[EncodedExample], DataReport]:
-    """Encode every valid record of the SFT files; over-long ones are cut at `max_seq_len`."""
+    """Encode every usable record of the SFT files; over-long ones are cut (or dropped) at `max_seq_len`."""
+    if overlong not in ("truncate", "drop"):
+        raise ValueError(f"overlong must be 'truncate' or 'drop', got {overlong!r}")
     report = DataReport()
     examples: list[EncodedExample] = []
     for path in files:
         for line, item in iter_jsonl(path, SFTExample):
             report.records += 1
             if isinstance(item, RecordError):
-                report.reject(item)
+                report.reject(item, "invalid_record")
                 continue
             problem = _check_example(item, str(path), line)
             if problem:
-                report.reject(problem)
+                report.reject(*problem)
                 continue
             messages = [message.model_dump() for message in item.messages]
-            encoded = encode_conversation(tokenizer, messages, max_seq_len)
+            encoded = encode_conversation(tokenizer, messages, max_seq_len, end_of_turn)
+            full_length = len(encoded) + encoded.truncated_tokens
+            if encoded.truncated_tokens and overlong == "drop":
+                message = f"{full_length} tokens exceed max_seq_len {max_seq_len} (overlong: drop)"
+                report.reject(RecordError(str(path), line, "messages", message), "overlong")
+                continue
             if encoded.num_target_tokens == 0:
-                message = f"no response tokens left within max_seq_len {max_seq_len}"
-                report.reject(RecordError(str(path), line, "messages", message))
+                message = f"no response tokens left within max_seq_len {max_seq_len} ({full_length} tokens)"
+                report.reject(RecordError(str(path), line, "messages", message), "no_response_within_max_seq_len")
                 continue
             if encoded.truncated_tokens:
-                report.truncated_examples += 1
-                report.truncated_tokens += encoded.truncated_tokens
+                report.cut(str(path), line, encoded.truncated_tokens, full_length)
             report.kept += 1
             report.tokens += len(encoded)
             report.target_tokens += encoded.num_target_tokens
+            report.longest = max(report.longest, full_length)
             examples.append(encoded)
     return examples, report

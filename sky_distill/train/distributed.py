@@ -57,14 +57,15 @@ def init_distributed(num_threads: int | None = None) -> DistInfo:
     return DistInfo(rank, world_size, local_rank, local_world_size, device)
 
 
-def all_reduce_sum(value: float, device: torch.device) -> float:
+def all_reduce_sums(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums over all ranks, in one collective (float64)."""
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        return [float(value) for value in values]
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return float(tensor.item())
+    return tensor.tolist()
 
 
 def barrier() -> None:

@@ -2,111 +2,83 @@
 
 The loss of a step is the mean token cross-entropy over the response tokens of the whole
 global batch (all micro batches on all ranks), so packing, accumulation and world size do
-not change what is optimised.
+not change what is optimised. Every rank computes the same batch schedule from (seed, step),
+so resuming at a global step resumes at the exact data position.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import time
+import warnings
+from array import array
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from sky_distill.errors import SkyDistillError
+from sky_distill.records import repair_torn_tail
 from sky_distill.runs import mark_complete, write_json_atomic
 from sky_distill.train import checkpoint
-from sky_distill.train.batching import BatchPlan, fit_micro_batch, rank_micro_batches, step_rows, total_steps
-from sky_distill.train.data import IGNORE_INDEX, PackedRow, collate_packed, collate_padded, pack_examples
-from sky_distill.train.dataset import load_sft_examples
-from sky_distill.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
-from sky_distill.train.job import TrainJob, render_deepspeed_config, resolve_precision, zero_stage
+from sky_distill.train.batching import BatchPlan, BatchSchedule, fit_micro_batch, total_steps
+from sky_distill.train.data import PackedRow, collate_rows, pack_examples, padding_fraction, single_rows
+from sky_distill.train.dataset import DataReport, load_sft_examples
+from sky_distill.train.distributed import DistInfo, all_reduce_sums, barrier, init_distributed
+from sky_distill.train.job import (
+    TrainJob,
+    render_deepspeed_config,
+    resolve_precision,
+    uses_optimizer_offload,
+    zero_stage,
+)
+from sky_distill.train.losses import build_loss
+from sky_distill.train.preemption import PREEMPTED_FILE, StopRequest
+from sky_distill.train.templates import apply_chat_template_choice, end_of_turn_ids
+from sky_distill.train.throughput import memory_stats, mfu, peak_tflops, step_flops
 
 log = logging.getLogger(__name__)
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class NoTrainingDataError(SkyDistillError, ValueError):
+    """Not one usable example in the training files."""
 
 
 def build_rows(examples: list, packing: bool, max_seq_len: int) -> list[PackedRow]:
-    if packing:
-        return pack_examples(examples, max_seq_len)
-    return [PackedRow(max_seq_len, [example]) for example in examples]
+    return pack_examples(examples, max_seq_len) if packing else single_rows(examples, max_seq_len)
 
 
-def collate(rows: list[PackedRow], pad_id: int, packing: bool) -> dict[str, torch.Tensor]:
-    if packing:
-        return collate_packed(rows, pad_id)
-    return collate_padded([row.examples[0] for row in rows], pad_id)
-
-
-def token_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross-entropy over the labelled positions of a batch."""
-    labels = batch.pop("labels")
-    logits = model(**batch, use_cache=False).logits
-    shifted_logits = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    shifted_labels = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum")
-
-
-def select_attention(requested: str, cuda: bool) -> str:
-    if requested != "auto":
-        return requested
-    if cuda:
-        try:
-            import flash_attn  # noqa: F401
-
-            return "flash_attention_2"
-        except ImportError:
-            pass
-    return "sdpa"
-
-
-def load_model(path: str, precision: str, attn_implementation: str, ds_config: dict, gradient_checkpointing: bool):
-    """Load the student; under ZeRO-3 weights are partitioned as they load (HfDeepSpeedConfig)."""
-    from transformers import AutoModelForCausalLM
-    from transformers.integrations import HfDeepSpeedConfig
-
-    keep_alive = HfDeepSpeedConfig(ds_config) if zero_stage(ds_config["zero_optimization"]) == 3 else None
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[precision], attn_implementation=attn_implementation)
-    model._sky_distill_ds_config = keep_alive  # HfDeepSpeedConfig must outlive loading
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False
-    return model
-
-
-def build_optimizer(model: Any, job: TrainJob, num_training_steps: int):
-    from transformers import get_scheduler
-
-    train = job.train
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=train.learning_rate, betas=(0.9, 0.95), eps=1e-8)
-    scheduler_name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[train.lr_scheduler]
-    warmup = math.ceil(train.warmup_ratio * num_training_steps)
-
-    def make_scheduler(wrapped_optimizer):  # DeepSpeed calls this with its own (ZeRO) optimizer
-        return get_scheduler(
-            scheduler_name, wrapped_optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps
-        )
-
-    return optimizer, make_scheduler
+def data_fingerprint(rows: list[PackedRow]) -> str:
+    """Identifies the packed rows (their tokens and labels), so a resume cannot silently switch data."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(b"row")
+        for example in row.examples:
+            digest.update(len(example).to_bytes(8, "little"))
+            digest.update(array("q", example.input_ids).tobytes() + array("q", example.labels).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _trim_metrics(metrics_file: Path, before_step: int) -> None:
-    """On resume, forget metrics of steps that will be trained again."""
+    """On resume, forget metrics of steps that will be trained again (and a line torn by a kill)."""
     if not metrics_file.exists():
         return
-    kept = [line for line in metrics_file.read_text().splitlines() if line and json.loads(line)["step"] < before_step]
+    repair_torn_tail(metrics_file)
+    kept = [line for line in metrics_file.read_text().splitlines() if line and json.loads(line)["step"] <= before_step]
     metrics_file.write_text("".join(line + "\n" for line in kept))
+
+
+def prepare_data(job: TrainJob, tokenizer: Any) -> tuple[list[PackedRow], DataReport, set[int]]:
+    """Encode, check and pack the SFT files; the same on every rank."""
+    train = job.train
+    stops = end_of_turn_ids(tokenizer)
+    examples, report = load_sft_examples(job.data_files, tokenizer, train.max_seq_len, train.overlong, stops)
+    if not examples:
+        raise NoTrainingDataError(f"no usable training examples in {job.data_files}: {report.errors[:3]}")
+    learned_stops = {example.labels[-1] for example in examples if not example.truncated_tokens} & stops
+    return build_rows(examples, train.packing, train.max_seq_len), report, learned_stops
 
 
 def run(job: TrainJob) -> dict[str, Any]:
@@ -116,52 +88,72 @@ def run(job: TrainJob) -> dict[str, Any]:
     from sky_distill.tracking import Tracker
 
     train = job.train
+    output_dir = Path(job.output_dir)
+    stop = StopRequest(output_dir).install()  # first: a signal during start-up is kept, not lost
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")  # once per collective
     dist: DistInfo = init_distributed(train.num_threads)
     setup_logging(dist.rank)
-    output_dir = Path(job.output_dir)
     torch.manual_seed(train.seed)
+    if dist.is_main:
+        (output_dir / PREEMPTED_FILE).unlink(missing_ok=True)
 
     # Data: every rank encodes and packs the same rows in the same order.
-    tokenizer = AutoTokenizer.from_pretrained(train.init)
-    examples, report = load_sft_examples(job.data_files, tokenizer, train.max_seq_len)
-    if not examples:
-        raise ValueError(f"no usable training examples in {job.data_files}: {report.errors[:3]}")
-    rows = build_rows(examples, train.packing, train.max_seq_len)
+    tokenizer = apply_chat_template_choice(AutoTokenizer.from_pretrained(train.init), train.chat_template)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows, report, learned_stops = prepare_data(job, tokenizer)
     micro = fit_micro_batch(train.global_batch_size, train.micro_batch_size, dist.world_size)
     plan = BatchPlan(train.global_batch_size, micro, dist.world_size)
+    if micro != train.micro_batch_size:
+        log.warning("micro batch %d -> %d: it must divide the per-rank share of a step", train.micro_batch_size, micro)
+    schedule = BatchSchedule([row.length for row in rows], plan, train.seed, train.group_by_length)
     num_steps = total_steps(len(rows), plan.global_batch_size, train.epochs, train.max_steps)
-    row_target_tokens = [sum(example.num_target_tokens for example in row.examples) for row in rows]
+    row_target_tokens = [row.num_target_tokens for row in rows]
+    log.info("data: %s", report.summary_line())
     log.info(
-        "data: %d records, %d kept, %d rejected, %d truncated; %d rows, %d steps, micro %d x accumulation %d x world %d",
-        report.records,
-        report.kept,
-        report.rejected,
-        report.truncated_examples,
+        "%d rows (%s), %d steps; global batch %d = micro %d x accumulation %d x world %d",
         len(rows),
+        "packed" if train.packing else "one example per row",
         num_steps,
+        plan.global_batch_size,
         plan.micro_batch_size,
         plan.gradient_accumulation_steps,
         plan.world_size,
     )
     for error in report.errors:
         log.warning("rejected training record: %s", error)
+    for cut in report.truncated:
+        log.warning("truncated training record: %s", cut)
 
     # Model and engine.
     import deepspeed
 
-    precision = resolve_precision(
-        train.precision, torch.cuda.is_available(), torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    )
+    from sky_distill.train.model import count_parameters, load_model, select_attention
+    from sky_distill.train.optim import build_optimizer
+
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(train.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     ds_config = render_deepspeed_config(train, job.zero, plan, precision)
-    attention = select_attention(train.attn_implementation, torch.cuda.is_available())
-    model = load_model(train.init, precision, attention, ds_config, train.gradient_checkpointing)
-    optimizer, make_scheduler = build_optimizer(model, job, num_steps)
+    attention = select_attention(train.attn_implementation, cuda)
+    model, _ds_config_alive = load_model(
+        train.init, precision, attention, ds_config, train.gradient_checkpointing, train.liger_kernel
+    )
+    num_params = count_parameters(model)
+    optimizer, make_scheduler = build_optimizer(model, train, num_steps, uses_optimizer_offload(job.zero))
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
     )
+    loss_fn = build_loss(train.loss)
+    padding_free = train.packing and attention == "flash_attention_2"  # varlen kernels: one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"
-    start_step = checkpoint.resume(engine, checkpoint_dir, dist.rank)
+    identity = {"world_size": dist.world_size, "data_fingerprint": data_fingerprint(rows)}
+    if dist.is_main:
+        for name in checkpoint.remove_incomplete(checkpoint_dir):
+            log.warning("removed the incomplete checkpoint %s (a save cut short)", name)
+    barrier()
+    start_step = checkpoint.resume(engine, checkpoint_dir, dist.rank, identity)
+    last_saved = start_step if start_step else None
     metrics_file = output_dir / "metrics.jsonl"
     tracker = None
     if dist.is_main:
@@ -172,7 +164,11 @@ def run(job: TrainJob) -> dict[str, Any]:
     # The loop.
     from tqdm import tqdm
 
+    config = engine.module.config
+    peak = peak_tflops(train.peak_tflops)
     engine.train()
+    if dist.device.type == "cpu":
+        log.info("%d CPU threads per rank", torch.get_num_threads())
     progress = tqdm(
         range(start_step, num_steps),
         desc=f"train {train.name}",
@@ -180,51 +176,103 @@ def run(job: TrainJob) -> dict[str, Any]:
         initial=start_step,
         total=num_steps,
     )
-    window_tokens, window_start = 0, time.perf_counter()
+    window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
     last_loss = float("nan")
+    preempted_at = None
+    completed = start_step
     for step in progress:
-        rows_of_step = step_rows(len(rows), plan, train.seed, step)
+        rows_of_step = schedule.step_rows(step)
         step_target_tokens = sum(row_target_tokens[index] for index in rows_of_step)
-        local_loss, local_tokens = 0.0, 0
-        for micro_rows in rank_micro_batches(rows_of_step, plan, dist.rank):
-            batch = collate([rows[index] for index in micro_rows], tokenizer.pad_token_id, train.packing)
-            local_tokens += int(batch["input_ids"].numel())
+        local = {"loss": 0.0, "tokens": 0, "computed": 0, "flops": 0.0}
+        parts: dict[str, float] = {}
+        for micro_rows in schedule.micro_batches(step, dist.rank):
+            batch_rows = [rows[index] for index in micro_rows]
+            batch = collate_rows(batch_rows, tokenizer.pad_token_id, train.packing, padding_free)
+            lengths = [len(example) for row in batch_rows for example in row.examples]
+            local["tokens"] += sum(lengths)
+            local["computed"] += int(batch["input_ids"].numel())
+            local["flops"] += step_flops(num_params, config.num_hidden_layers, config.hidden_size, lengths)
             batch = {key: value.to(dist.device) for key, value in batch.items()}
-            loss_sum = token_loss_sum(engine, batch)
-            engine.backward(loss_sum * plan.world_size / step_target_tokens, scale_wrt_gas=False)
+            sums = loss_fn(engine, batch)
+            # DeepSpeed averages gradients over ranks: scale so the result is sum / global targets.
+            engine.backward(sums.total * plan.world_size / step_target_tokens, scale_wrt_gas=False)
             engine.step()
-            local_loss += float(loss_sum.detach())
-        last_loss = all_reduce_sum(local_loss, dist.device) / step_target_tokens
-        window_tokens += int(all_reduce_sum(local_tokens, dist.device))
+            local["loss"] += float(sums.total.detach())
+            for name, value in sums.parts.items():
+                parts[name] = parts.get(name, 0.0) + float(value)
+        part_names = sorted(parts)
+        loss_sum, tokens, computed, flops, stops, *part_sums = all_reduce_sums(
+            [local["loss"], local["tokens"], local["computed"], local["flops"], float(stop.requested())]
+            + [parts[name] for name in part_names],
+            dist.device,
+        )
+        last_loss = loss_sum / step_target_tokens
         completed = step + 1
-        if tracker and (completed % train.log_every == 0 or completed == num_steps):
-            elapsed = time.perf_counter() - window_start
+        window["tokens"] += tokens
+        window["computed"] += computed
+        window["flops"] += flops
+        if tracker and (completed % train.log_every == 0 or completed == num_steps or stops):
+            elapsed = max(time.perf_counter() - window["start"], 1e-9)
             grad_norm = engine.get_global_grad_norm()
             tracker.log(
                 {
                     "train/loss": last_loss,
+                    **{f"train/loss/{name}": value / step_target_tokens for name, value in zip(part_names, part_sums)},
                     "train/lr": scheduler.get_last_lr()[0],
                     "train/grad_norm": float(grad_norm) if grad_norm is not None else None,
-                    "train/tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                    "train/epoch": completed * plan.global_batch_size / len(rows),
+                    "train/epoch": schedule.epoch(completed),
+                    "train/tokens": window["tokens"],  # response and prompt tokens since the last log line
+                    "train/tokens_per_s": window["tokens"] / elapsed,
+                    "train/padding_fraction": padding_fraction([window["tokens"]], [window["computed"]]),
+                    "train/mfu": mfu(window["flops"], elapsed, dist.world_size, peak),
+                    "train/target_tokens": step_target_tokens,
+                    **memory_stats(dist.device),
                 },
                 step=completed,
             )
             progress.set_postfix(loss=f"{last_loss:.4f}")
-            window_tokens, window_start = 0, time.perf_counter()
+            window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
+        if stops and completed < num_steps:
+            preempted_at = completed
+            break
         if train.save_every and completed % train.save_every == 0 and completed < num_steps:
-            checkpoint.save(engine, checkpoint_dir, completed, dist.rank, train.keep_last)
+            checkpoint.save(engine, checkpoint_dir, completed, dist.rank, train.keep_last, identity)
+            last_saved = completed
+
+    if preempted_at is not None:
+        if last_saved != preempted_at:
+            checkpoint.save(engine, checkpoint_dir, preempted_at, dist.rank, train.keep_last, identity)
+        if dist.is_main:
+            write_json_atomic(output_dir / PREEMPTED_FILE, {"step": preempted_at, "signal": stop.signal_name})
+            tracker.finish()
+        log.warning(
+            "stopped at step %d of %d (%s); checkpoint saved, run again to resume",
+            preempted_at,
+            num_steps,
+            stop.signal_name,
+        )
+        barrier()
+        return {"preempted": True, "step": preempted_at, "steps": num_steps}
 
     # Export.
-    final_dir = checkpoint.export_hf_model(engine, tokenizer, output_dir / "final", dist.rank)
+    final_dir = checkpoint.export_hf_model(engine, tokenizer, output_dir / "final", dist.rank, sorted(learned_stops))
     summary = {
         "name": train.name,
         "model_dir": str(final_dir),
         "steps": num_steps,
+        "resumed_from": start_step,
         "final_loss": last_loss,
         "world_size": dist.world_size,
+        "global_batch_size": plan.global_batch_size,
+        "micro_batch_size": plan.micro_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "rows": len(rows),
+        "packing": train.packing,
         "precision": precision,
+        "attention": attention,
         "zero_stage": zero_stage(job.zero),
+        "zero": job.zero,
+        "parameters": num_params,
         **report.as_dict(),
         "provenance": job.provenance,
     }

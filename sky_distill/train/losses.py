@@ -1,0 +1,93 @@
+"""Token losses on the response positions of a (possibly packed) micro batch.
+
+The recipe asks a loss for *sums* over the micro batch's target tokens; it divides by the
+target tokens of the whole global batch itself, so packing, accumulation and world size do
+not change what is optimised. A loss sees the model and the collated batch:
+
+    loss = build_loss(train)                      # from train.loss
+    sums = loss(model, batch)                     # LossSums: total (backward) + named parts (logged)
+
+Targets are the labels shifted by one (`next_token_targets`); every sequence's first label is
+IGNORE_INDEX, so in a packed row no position predicts its neighbour's first token. A
+distillation loss (forward/reverse KL, JSD, TV against a teacher's logits on the same packed
+batch) is another `TokenLoss`: it runs its teacher under `torch.no_grad()` on the same inputs,
+takes both models' logits at `target_positions(batch)` and returns its sums the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from sky_distill.train.data import IGNORE_INDEX
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+CHUNK_TOKENS = 4096  # target positions whose float32 log-softmax is held at once
+
+
+@dataclass
+class LossSums:
+    """A micro batch's loss summed over its target tokens; `parts` are logged, not backpropagated."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class TokenLoss(Protocol):
+    name: str
+
+    def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> LossSums: ...
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the model is called with. `use_cache=False` matters: a KV cache turns off
+    transformers' packed-sequence masking, and packed neighbours would attend to each other."""
+    return {key: batch[key] for key in MODEL_INPUTS if key in batch} | {"use_cache": False}
+
+
+def next_token_targets(labels: torch.Tensor) -> torch.Tensor:
+    """targets[:, t] = labels[:, t + 1]; the last position predicts nothing."""
+    targets = torch.full_like(labels, IGNORE_INDEX)
+    targets[:, :-1] = labels[:, 1:]
+    return targets
+
+
+def target_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices of the positions that predict a response token, and those tokens."""
+    targets = next_token_targets(batch["labels"]).reshape(-1)
+    positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)[0]
+    return positions, targets[positions]
+
+
+def cross_entropy_sum(logits: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy at the given flat positions, in float32 chunks (never all logits at once)."""
+    flat = logits.reshape(-1, logits.size(-1))
+    total = flat.new_zeros((), dtype=torch.float32)
+    for start in range(0, positions.numel(), CHUNK_TOKENS):
+        chunk = flat.index_select(0, positions[start : start + CHUNK_TOKENS]).float()
+        total = total + F.cross_entropy(chunk, targets[start : start + CHUNK_TOKENS], reduction="sum")
+    return total
+
+
+class CrossEntropyLoss:
+    """Next-token cross-entropy on the response tokens (supervised fine-tuning)."""
+
+    name = "ce"
+
+    def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> LossSums:
+        logits = model(**model_inputs(batch)).logits
+        positions, targets = target_positions(batch)
+        ce = cross_entropy_sum(logits, positions, targets)
+        return LossSums(total=ce, parts={"ce": ce.detach()})
+
+
+LOSSES: dict[str, type] = {"ce": CrossEntropyLoss}
+
+
+def build_loss(name: str) -> TokenLoss:
+    if name not in LOSSES:
+        raise ValueError(f"train.loss {name!r} is not one of {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]()

@@ -1,0 +1,64 @@
+"""Throughput, model FLOPs utilisation (MFU) and memory, for the training log.
+
+MFU = achieved model FLOPs per second / peak FLOPs of the devices. Model FLOPs of a step:
+6 x parameters x tokens (forward and backward through the weights) plus causal attention,
+6 x layers x hidden x sum of squared sequence lengths (packed sequences counted apart).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+# Dense bf16 tensor-core peak, TFLOP/s per GPU, by a substring of the device name (first match wins).
+GPU_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("H800", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("A800", 312.0),
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("A6000", 155.0),
+    ("A10G", 125.0),
+    ("A10", 125.0),
+)
+
+
+def peak_tflops(configured: float | None) -> float | None:
+    """Per-device peak: the configured value, else looked up for a known GPU, else unknown (CPU)."""
+    if configured:
+        return configured
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in GPU_PEAK_TFLOPS if key in name), None)
+
+
+def step_flops(num_params: int, num_layers: int, hidden_size: int, sequence_lengths: Iterable[int]) -> float:
+    lengths = list(sequence_lengths)
+    return 6.0 * num_params * sum(lengths) + 6.0 * num_layers * hidden_size * sum(n * n for n in lengths)
+
+
+def mfu(flops: float, seconds: float, world_size: int, peak: float | None) -> float | None:
+    if not peak or seconds <= 0:
+        return None
+    return flops / seconds / (peak * 1e12 * world_size)
+
+
+def memory_stats(device: torch.device) -> dict[str, Any]:
+    """Peak accelerator memory since the last call (GiB), and this process's peak resident memory."""
+    stats: dict[str, Any] = {}
+    if device.type == "cuda":
+        stats["train/mem/gpu_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        stats["train/mem/gpu_reserved_gib"] = torch.cuda.memory_reserved(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats["train/mem/rss_peak_gib"] = peak_rss / (2**30 if sys.platform == "darwin" else 2**20)
+    return stats
