@@ -105,6 +105,28 @@ class Submitter:
                 raise TimeoutError(f"timed out waiting for {what}")
             time.sleep(interval)
 
+    def start_requeued(self, job_id: str, restarts: int = 1, timeout: float = 300) -> None:
+        """Start a requeued job now: release it if held, and skip SLURM's delay before a requeued job may run.
+
+        The delay is set once the job's old processes have ended, so this repeats until the job runs.
+        """
+
+        seen_pending = False
+
+        def started() -> bool:
+            nonlocal seen_pending
+            if self.job_field(job_id, "Restarts") != str(restarts):
+                return False
+            if self.job_field(job_id, "JobState") != "PENDING":
+                return seen_pending  # before that, the old run may still be ending
+            seen_pending = True
+            if self.job_field(job_id, "Reason") in ("JobHeldAdmin", "JobHeldUser"):
+                self.run("scontrol", "release", job_id)
+            self.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+            return False
+
+        self.wait_until(started, timeout, f"requeued job {job_id} to start again", interval=1.0)
+
     def logs(self) -> str:
         """The tail of every SLURM log under the working directory, for failure messages."""
         parts = []

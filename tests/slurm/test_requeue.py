@@ -46,9 +46,7 @@ def test_a_requeued_generation_loses_and_duplicates_no_sample(slurm_cluster, smo
     written = lines()
     assert written < len(expected), "generation finished before it could be interrupted; make it longer"
     submitter.run("scontrol", "requeue", job)  # kills the job's processes and queues it again (held)
-    assert submitter.job_field(job, "Restarts") == "1"
-    submitter.run("scontrol", "release", job)
-    submitter.run("scontrol", "update", f"jobid={job}", "StartTime=now")  # skip SLURM's requeue delay
+    submitter.start_requeued(job)
     submitter.wait([job], timeout=900)
 
     output = log.read_text()

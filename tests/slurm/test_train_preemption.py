@@ -53,7 +53,7 @@ def test_training_checkpoints_on_the_warning_requeues_and_resumes(
     submitter.wait_until(lambda: steps_logged() >= 2, timeout=600, what="the first training steps", interval=0.2)
     submitter.run("scancel", "--batch", "--signal=USR1", job)  # the time-limit warning
     submitter.wait_until(
-        lambda: submitter.job_field(job, "Restarts") == "1" and submitter.job_field(job, "JobState") == "PENDING",
+        lambda: submitter.job_field(job, "Restarts") == "1",
         timeout=300,
         what="the job to checkpoint and requeue itself",
         interval=0.5,
@@ -61,7 +61,7 @@ def test_training_checkpoints_on_the_warning_requeues_and_resumes(
     stopped_at = json.loads((output / preemption.PREEMPTED_FILE).read_text())["step"]
     assert 2 <= stopped_at < STEPS
     assert (output / "checkpoints").exists() and not (output / "COMPLETE.json").exists()
-    submitter.run("scontrol", "update", f"jobid={job}", "StartTime=now")  # skip SLURM's requeue delay
+    submitter.start_requeued(job)
     submitter.wait([job], timeout=900)
 
     text = log.read_text()
