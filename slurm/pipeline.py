@@ -23,6 +23,7 @@ import copy
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -107,10 +108,17 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
                     after = [label for label in latest.get("train", []) if label == f"train-{model}"]
                 else:
                     after = upstream("bootstrap")
-                add(Job(f"eval-{model}", "eval", [*overrides, *model_step.overrides], after))
+                add(Job(f"eval-{safe_name(model)}", "eval", [*overrides, *model_step.overrides], after))
         elif step.stage == "table":
             add(Job("table", "table", own, upstream("eval", "train", "verify", "merge", "generate", "bootstrap")))
+        else:  # a stage this planner does not know: after everything before it, with its own script
+            add(Job(step.stage, step.stage, own, [job.label for job in jobs]))
     return jobs
+
+
+def safe_name(name: str) -> str:
+    """A model name or path as part of a job name and log file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
 
 
 def eval_steps(plain: dict[str, Any], run_dir: Path) -> list[tuple[str, Any]]:
@@ -147,8 +155,11 @@ def submit(jobs: list[Job], run_dir: Path, run_name: str, args: argparse.Namespa
     """Submit the jobs in order; on a failure cancel the ones already submitted and raise."""
     environ = dict(os.environ, SKY_DISTILL_REPO=str(REPO))
     job_ids: dict[str, str] = {}
+    missing = sorted({job.stage for job in jobs if not (SLURM_DIR / f"{job.stage}.sbatch").exists()})
+    if missing:
+        raise SystemExit(f"slurm/pipeline.py: error: no sbatch script for stage(s) {', '.join(missing)} in {SLURM_DIR}")
     for job in jobs:
-        stage_extra = getattr(args, f"sbatch_{job.stage}") or []
+        stage_extra = getattr(args, f"sbatch_{job.stage}", None) or []
         command = sbatch_command(job, job_ids, run_dir, run_name, args.sbatch or [], stage_extra)
         if args.dry_run:
             job_ids[job.label] = f"<{job.label}>"

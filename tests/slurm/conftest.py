@@ -120,9 +120,10 @@ class Submitter:
             if self.job_field(job_id, "JobState") != "PENDING":
                 return seen_pending  # before that, the old run may still be ending
             seen_pending = True
+            # either may find the job already started (the race is harmless): no check
             if self.job_field(job_id, "Reason") in ("JobHeldAdmin", "JobHeldUser"):
-                self.run("scontrol", "release", job_id)
-            self.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+                self.cluster.command("scontrol", "release", job_id, check=False)
+            self.cluster.command("scontrol", "update", f"jobid={job_id}", "StartTime=now", check=False)
             return False
 
         self.wait_until(started, timeout, f"requeued job {job_id} to start again", interval=1.0)

@@ -96,6 +96,13 @@ def test_complete_steps_are_skipped_and_their_dependants_do_not_wait(tmp_path):
     assert [job.label for job in plan(overrides)[0]] == ["bootstrap", "eval-sft_verified", "table"]
 
 
+def test_a_model_named_by_its_hub_id_gets_a_safe_job_name(tmp_path):
+    jobs, _ = plan([f"paths.root={tmp_path}", "experiment=smoke", "pipeline.eval_models=[Qwen/Qwen2.5-7B-Instruct]"])
+    evals = [job for job in jobs if job.stage == "eval"]
+    assert [(job.label, job.after) for job in evals] == [("eval-Qwen_Qwen2.5-7B-Instruct", ["bootstrap"])]
+    assert evals[0].overrides[-1] == "eval.models=[Qwen/Qwen2.5-7B-Instruct]"
+
+
 def test_sbatch_commands_carry_dependencies_arrays_logs_and_resources(tmp_path):
     planner = load_planner()
     jobs, run_dir = plan([f"paths.root={tmp_path}", "experiment=smoke", "generate.shard_count=2"])
