@@ -82,11 +82,23 @@ def run_stage(stage: str, cfg: Any) -> Any:
     return result
 
 
+def without_provenance(value: Any) -> Any:
+    """A summary for the terminal: provenance (the whole resolved config) stays in the files."""
+    if isinstance(value, dict):
+        return {key: without_provenance(item) for key, item in value.items() if key not in ("provenance", "config")}
+    if isinstance(value, list):
+        return [without_provenance(item) for item in value]
+    return value
+
+
 def print_summary(stage: str, result: Any) -> None:
     if isinstance(result, dict) and "table" in result:
+        timings = result.get("timings_s")
+        if timings:
+            print(f"sky-distill {stage}: stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
         print(result["table"])
         return
-    text = json.dumps(result, indent=2, default=str)
+    text = json.dumps(without_provenance(result), indent=2, default=str)
     lines = text.splitlines()
     if len(lines) > 60:
         text = "\n".join(lines[:60] + [f"... ({len(lines) - 60} more lines in the stage's summary file)"])

@@ -220,10 +220,93 @@ class LoggerConfig(ConfigModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class EvalSamplingOverrides(ConfigModel):
+    """Sampling forced on every benchmark; a null key keeps each benchmark's own default."""
+
+    n: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = None
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    stop: list[str] | None = None
+    seed: int = 0
+    logprobs: int | None = Field(default=None, ge=0)
+
+
+class BenchmarkOptions(ConfigModel):
+    """Per-benchmark settings of one eval run (`eval.options.<benchmark>.*`)."""
+
+    sampling: dict[str, Any] = Field(default_factory=dict)  # keys of SamplingConfig
+    prompt_template: str | None = None
+    limit: int | None = Field(default=None, gt=0)  # first N problems only (smoke runs)
+    source: Literal["auto", "local", "hub"] = "auto"
+    release: str | None = None  # LiveCodeBench release (release_v1 ... release_v6, v1 ... v6)
+    date_from: str | None = None  # keep problems dated on or after (YYYY-MM-DD)
+    date_to: str | None = None  # ... and before this date
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class ThinkingBudgetConfig(ConfigModel):
+    """s1-style budget forcing: cap (and optionally extend) the thinking before the answer."""
+
+    thinking_tokens: int | None = Field(default=None, gt=0)  # null: no budget forcing
+    min_thinking_tokens: int | None = Field(default=None, gt=0)  # suppress an earlier end of thinking
+    max_extensions: int = Field(default=2, ge=0)  # times "Wait" may replace an early end of thinking
+    end_of_thinking: str = "</think>"
+    extend_with: str = "Wait"
+    answer_tokens: int = Field(default=1024, gt=0)  # budget for the answer after the thinking
+    answer_prefix: dict[str, str] = Field(default_factory=dict)  # per answer type, after a forced end
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> ThinkingBudgetConfig:
+        if self.min_thinking_tokens is not None and self.thinking_tokens is None:
+            raise ValueError("min_thinking_tokens needs thinking_tokens")
+        if self.min_thinking_tokens and self.thinking_tokens and self.min_thinking_tokens > self.thinking_tokens:
+            raise ValueError("min_thinking_tokens must not exceed thinking_tokens")
+        return self
+
+
+class ResponsesConfig(ConfigModel):
+    """Score an externally produced responses file instead of generating."""
+
+    path: str | None = None  # JSONL: id (or problem_id), response; optional sample_index, benchmark
+    name: str | None = None  # results go to eval/<name>/; default: the file's stem
+    tokenizer: str | None = None  # counts response tokens when rows have no completion_tokens
+
+
+class EvalTableConfig(ConfigModel):
+    """What `sky-distill table` compares and how it renders."""
+
+    metric: str = "avg@n"  # avg@n, pass@k, maj@k
+    runs: list[str] = Field(default_factory=list)  # other run directories to include
+    baselines: list[str] | Literal["all"] = "all"  # files in eval/baselines/ (stems), or all
+    compare: list[str] = Field(default_factory=list)  # two models: a paired comparison
+    formats: list[Literal["md", "csv", "tex"]] = Field(default_factory=lambda: ["md", "csv", "tex"])
+
+    @model_validator(mode="after")
+    def _pair(self) -> EvalTableConfig:
+        if self.compare and len(self.compare) != 2:
+            raise ValueError("compare takes exactly two models")
+        return self
+
+
 class EvalConfig(ConfigModel):
     models: list[str] = Field(default_factory=list)  # teacher, student, trained students, paths
     benchmarks: list[str] = Field(min_length=1)
-    sampling: SamplingConfig = SamplingConfig()
+    sampling: EvalSamplingOverrides = EvalSamplingOverrides()
+    options: dict[str, BenchmarkOptions] = Field(default_factory=dict)  # per benchmark
+    budget: ThinkingBudgetConfig = ThinkingBudgetConfig()
+    responses: ResponsesConfig = ResponsesConfig()
+    registry_dir: str | None = None  # benchmark definitions; null: the repository's eval/
+    system_prompt: str | None = None  # replaces the models' own system prompts when set
+    timeout_s: float = Field(default=10.0, gt=0)  # per check (a benchmark's own timeout wins)
+    workers: int = Field(default=2, ge=1)
+    ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    bootstrap_resamples: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    rescore: bool = False  # re-verify finished samples (after a verifier change) without generating
+    table: EvalTableConfig = EvalTableConfig()
 
 
 def _validate(cls: type[ConfigModel], data: Any, prefix: str, problems: list[str]) -> Any:
@@ -281,7 +364,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
         "task": TaskConfig,
         "paths": PathsConfig,
     },
-    "table": {"paths": PathsConfig},
+    "table": {"paths": PathsConfig, "eval": EvalConfig},
 }
 STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
 

@@ -111,6 +111,8 @@ class EvalSample(Record):
     completion_tokens: int = Field(ge=0)
     finish_reason: str
     truncated: bool
+    detail: str | None = None  # the verifier's note (a failing test, a timeout)
+    thinking_tokens: int | None = None  # tokens before the end of thinking, under budget forcing
 
 
 R = TypeVar("R", bound=BaseModel)

@@ -63,3 +63,51 @@ def maj_at_k(
         if correct
     ]
     return mean_and_standard_error(scores)
+
+
+def bootstrap_interval(
+    values: Sequence[float], resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling problems with replacement."""
+    import numpy as np
+
+    if not values:
+        return float("nan"), float("nan")
+    data = np.asarray(values, dtype=float)
+    if resamples <= 0 or len(data) < 2:
+        return float(data.mean()), float(data.mean())
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar test: discordant pairs against a fair coin (binomial)."""
+    discordant = a_only + b_only
+    if discordant == 0:
+        return 1.0
+    low = min(a_only, b_only)
+    tail = sum(math.comb(discordant, i) for i in range(low + 1)) / 2**discordant
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Mean of a - b over paired problems, its standard error, a paired-bootstrap interval and p-value."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
+    differences = [x - y for x, y in zip(a, b)]
+    mean, stderr = mean_and_standard_error(differences)
+    low, high = bootstrap_interval(differences, resamples, confidence, seed)
+    p_value = float("nan")
+    if differences and resamples > 0:
+        data = np.asarray(differences, dtype=float)
+        rng = np.random.default_rng(seed)
+        means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+        # Two-sided: how often the resampled difference lands on the other side of zero.
+        p_value = min(1.0, 2 * min(float((means <= 0).mean()), float((means >= 0).mean())))
+    return {"difference": mean, "stderr": stderr, "ci_low": low, "ci_high": high, "p_bootstrap": p_value}

@@ -1,40 +1,57 @@
 """`sky-distill eval`: sample each model on each benchmark, score with the verifier, summarise.
 
 Models are named in `eval.models`: `teacher`, `student` (the base student), the name of a
-student trained in this run (`<run_dir>/train/<name>/final`), or a path / Hub id. Outputs per
-(model, benchmark) in `<run_dir>/eval/<model>/<benchmark>/`: the raw samples (resumable),
-`samples.jsonl` (scored), `summary.json` and COMPLETE.json.
+student trained in this run (`<run_dir>/train/<name>/final`), or a path / Hub id. Benchmarks are
+the task's held-out split (named after the task) or definitions in `eval/benchmarks/`.
+Outputs per (model, benchmark) in `<run_dir>/eval/<model>/<benchmark>/`: the raw samples
+(`shards/`, resumable), `samples.jsonl` (scored), `summary.json` and `COMPLETE.json`.
+With `eval.responses.path` an external responses file is scored instead; nothing is generated.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sky_distill.config import (
+    BenchmarkOptions,
     EvalConfig,
     GenerateConfig,
     ModelConfig,
-    TaskConfig,
+    SamplingConfig,
     stage_config,
     to_container,
 )
 from sky_distill.errors import SkyDistillError
-from sky_distill.evaluate.metrics import avg_at_n, maj_at_k, pass_at_k
+from sky_distill.evaluate.benchmarks import BenchmarkSpec, load_registry, unknown_benchmark
+from sky_distill.evaluate.loading import LoadedBenchmark, resolve_benchmark
+from sky_distill.evaluate.problems import data_fingerprint
+from sky_distill.evaluate.scoring import Response, score_responses, summarize
 from sky_distill.generate.stage import LazyEngine, generate_shard
 from sky_distill.models.reference import check_model_reference, is_hub_id
-from sky_distill.records import EvalSample, Problem, RecordError, Trace, read_jsonl, write_jsonl
-from sky_distill.runs import completion, fingerprint_object, mark_complete, provenance, write_json_atomic
+from sky_distill.records import EvalSample, Trace, read_jsonl, write_jsonl
+from sky_distill.runs import (
+    completion,
+    fingerprint_files,
+    fingerprint_object,
+    mark_complete,
+    provenance,
+    read_json,
+    write_json_atomic,
+)
 from sky_distill.verify.checks import VERIFIER_VERSION
-from sky_distill.verify.stage import verify_responses
 
 log = logging.getLogger(__name__)
 
 
 class UnknownModelError(SkyDistillError, ValueError):
     """An eval model name that is neither a role, a trained student, a path nor a Hub id."""
+
+
+class SettingsChangedError(SkyDistillError):
+    """An eval directory holds results made with other settings than this run's."""
 
 
 def resolve_model(name: str, teacher: ModelConfig, student: ModelConfig, run_dir: Path) -> ModelConfig:
@@ -53,132 +70,333 @@ def resolve_model(name: str, teacher: ModelConfig, student: ModelConfig, run_dir
     )
 
 
-def load_benchmark(name: str, task: TaskConfig) -> tuple[list[Problem], list[RecordError]]:
-    """The problems of a benchmark; the task's own held-out split is the benchmark named after it."""
-    from sky_distill.tasks.loader import load_task_problems
-
-    if name == task.name:
-        return load_task_problems(task, "test")
-    raise SkyDistillError(f"unknown benchmark {name!r}; available here: {task.name!r}")
-
-
-def score_samples(
-    benchmark: str, model_name: str, traces: list[Trace], problems: dict[str, Problem], timeout_s: float, workers: int
-) -> list[EvalSample]:
-    verdicts = verify_responses(
-        [(t.problem_id, t.sample_index, t.response) for t in traces], problems, timeout_s, workers
+def model_fingerprint(model: ModelConfig) -> str | None:
+    """A hash of a local model's config and weight file sizes (cheap); None for Hub ids."""
+    directory = Path(model.path)
+    if not directory.is_dir():
+        return None
+    config = directory / "config.json"
+    weights = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return fingerprint_object(
+        {
+            "config": config.read_text() if config.exists() else None,
+            "weights": [(p.name, p.stat().st_size) for p in weights],
+        }
     )
-    return [
-        EvalSample(
-            benchmark=benchmark,
-            problem_id=trace.problem_id,
-            sample_index=trace.sample_index,
-            model=model_name,
-            response=trace.response,
-            extracted=verdict.extracted,
-            correct=verdict.correct,
-            status=verdict.status,
-            completion_tokens=trace.completion_tokens,
-            finish_reason=trace.finish_reason,
-            truncated=trace.truncated,
+
+
+# --- what one (model, benchmark) run does ---------------------------------------------------
+
+
+def resolve_sampling(spec: BenchmarkSpec | None, options: BenchmarkOptions, config: EvalConfig) -> SamplingConfig:
+    """Benchmark defaults, then `eval.options.<b>.sampling`, then non-null `eval.sampling` keys."""
+    values = SamplingConfig().model_dump()
+    if spec is not None:
+        values.update(spec.sampling.model_dump())
+    values.update(options.sampling)
+    values.update({key: value for key, value in config.sampling.model_dump().items() if value is not None})
+    try:
+        return SamplingConfig.model_validate(values)
+    except ValueError as error:
+        name = spec.name if spec else "the task benchmark"
+        raise SkyDistillError(f"sampling for {name}: {' '.join(str(error).split())}") from error
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """Everything that decides one (model, benchmark) result, recorded and checked on resume."""
+
+    benchmark: str
+    model: ModelConfig  # with the prompt the benchmark asks for
+    sampling: SamplingConfig
+    budget: dict[str, Any] | None
+    options: BenchmarkOptions
+    timeout_s: float
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "model_path": self.model.path,
+            "model_revision": self.model.revision,
+            "prompt_template": self.model.prompt_template,
+            "system_prompt": self.model.system_prompt,
+            "sampling": self.sampling.model_dump(),
+            "budget": self.budget,
+            "options": self.options.model_dump(exclude={"sampling"}),
+        }
+
+
+def plan_run(name: str, model: ModelConfig, spec: BenchmarkSpec | None, config: EvalConfig) -> BenchmarkRun:
+    options = config.options.get(name, BenchmarkOptions())
+    system_prompt = config.system_prompt if config.system_prompt is not None else model.system_prompt
+    # A registry benchmark's problems carry the full prompt; the task's keep the model's template.
+    template = "{problem}" if spec is not None else model.prompt_template
+    prompted = model.model_copy(update={"prompt_template": template, "system_prompt": system_prompt})
+    budget = config.budget.model_dump() if config.budget.thinking_tokens is not None else None
+    timeout = options.timeout_s or (spec.timeout_s if spec and spec.timeout_s else config.timeout_s)
+    return BenchmarkRun(name, prompted, resolve_sampling(spec, options, config), budget, options, timeout)
+
+
+def check_settings(out: Path, run: BenchmarkRun) -> None:
+    """Refuse to mix samples made with other settings (a changed n alone may resume)."""
+    path = out / "settings.json"
+    settings = run.settings()
+    if path.exists():
+        before = read_json(path)
+        changed = [
+            key
+            for key in sorted(set(before) | set(settings))
+            if key != "sampling" and before.get(key) != settings.get(key)
+        ]
+        old_sampling = {k: v for k, v in (before.get("sampling") or {}).items() if k != "n"}
+        new_sampling = {k: v for k, v in settings["sampling"].items() if k != "n"}
+        changed += [
+            f"sampling.{k}"
+            for k in sorted(set(old_sampling) | set(new_sampling))
+            if old_sampling.get(k) != new_sampling.get(k)
+        ]
+        if changed:
+            raise SettingsChangedError(
+                f"{out} holds samples made with other settings ({', '.join(changed)} differ); "
+                "use another run_name or remove that directory"
+            )
+    write_json_atomic(path, settings)
+
+
+def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engine: LazyEngine) -> list[Response]:
+    """Generate (or resume) the samples of one benchmark; the responses to score."""
+    from sky_distill.evaluate.budget import generate_with_budget, read_thinking
+    from sky_distill.generate.shards import shard_name
+
+    shard_dir = out / "shards"
+    if run.budget is not None:
+        from sky_distill.config import ThinkingBudgetConfig
+
+        budget = ThinkingBudgetConfig.model_validate(run.budget)
+        shard = generate_with_budget(
+            loaded.problems, run.model, run.sampling, budget, loaded.answer_type, shard_dir, engine
         )
-        for trace, verdict in zip(traces, verdicts)
+    else:
+        shard = generate_shard(loaded.problems, run.model, GenerateConfig(sampling=run.sampling), shard_dir, engine)
+    if not shard["complete"]:
+        raise SkyDistillError(
+            f"{run.model.name} on {run.benchmark}: {shard['done_samples']} of {shard['expected_samples']} samples; "
+            "re-run to resume"
+        )
+    ids = {problem.id for problem in loaded.problems}
+    traces, errors = read_jsonl(shard_dir / f"{shard_name(0, 1)}.jsonl", Trace)
+    for error in errors:
+        log.warning("unreadable sample: %s", error)
+    thinking = read_thinking(shard_dir)
+    return [
+        Response.from_trace(trace, thinking.get(trace.key, {}).get("thinking_tokens"))
+        for trace in sorted(traces, key=lambda t: (t.problem_id, t.sample_index))
+        if trace.problem_id in ids and trace.sample_index < run.sampling.n
     ]
 
 
-def summarize(samples: list[EvalSample], benchmark: str, ks: tuple[int, ...] = (1, 4, 8, 16, 32, 64)) -> dict[str, Any]:
-    """avg@n, pass@k and maj@k with standard errors, plus length, truncation and unparsed rates."""
-    by_problem: dict[str, list[EvalSample]] = {}
-    for sample in sorted(samples, key=lambda s: (s.problem_id, s.sample_index)):
-        by_problem.setdefault(sample.problem_id, []).append(sample)
-    correct = [[s.correct for s in group] for group in by_problem.values()]
-    answers = [[s.extracted for s in group] for group in by_problem.values()]
-    n = min((len(group) for group in correct), default=0)
-    mean, stderr = avg_at_n(correct)
-    prefix = f"eval/{benchmark}"
-    summary: dict[str, Any] = {
-        f"{prefix}/avg@n": mean,
-        f"{prefix}/avg@n_stderr": stderr,
-        "n": n,
-        "problems": len(by_problem),
-        "samples": len(samples),
-    }
-    for k in ks:
-        if k <= n and k > 1:
-            summary[f"{prefix}/pass@{k}"], summary[f"{prefix}/pass@{k}_stderr"] = pass_at_k(correct, k)
-            summary[f"{prefix}/maj@{k}"], summary[f"{prefix}/maj@{k}_stderr"] = maj_at_k(answers, correct, k)
-    tokens = [s.completion_tokens for s in samples]
+def result_summary(
+    samples: list[EvalSample],
+    loaded: LoadedBenchmark,
+    config: EvalConfig,
+    seed: int,
+    tokens_known: bool = True,
+) -> dict[str, Any]:
+    spec = loaded.spec
+    groups = None
+    if spec is not None and spec.group_by:
+        groups = {p.id: str(p.metadata.get(spec.group_by, "?")) for p in loaded.problems}
+    summary = summarize(
+        samples,
+        loaded.name,
+        config.ks,
+        config.bootstrap_resamples,
+        config.confidence,
+        seed,
+        groups,
+        tokens_known,
+    )
+    answered = {s.problem_id for s in samples}
     summary.update(
         {
-            f"{prefix}/truncation_rate": sum(s.truncated for s in samples) / len(samples) if samples else 0.0,
-            f"{prefix}/unparsed_rate": sum(s.status == "unparsed" for s in samples) / len(samples) if samples else 0.0,
-            f"{prefix}/mean_tokens": statistics.fmean(tokens) if tokens else 0.0,
-            f"{prefix}/median_tokens": statistics.median(tokens) if tokens else 0.0,
+            "benchmark": loaded.name,
+            "benchmark_title": spec.title if spec else loaded.name,
+            "answer_type": loaded.answer_type,
+            "problems_without_samples": sorted({p.id for p in loaded.problems} - answered)[:50],
+            "verifier_version": VERIFIER_VERSION,
+            "data_source": loaded.source,
+            "data_fingerprint": data_fingerprint(loaded.problems),
+            "prompt_fingerprint": fingerprint_object(sorted((p.id, p.problem) for p in loaded.problems)),
+            "problem_errors": [str(error) for error in loaded.errors],
         }
     )
     return summary
 
 
+def finish(out: Path, samples: list[EvalSample], summary: dict[str, Any]) -> dict[str, Any]:
+    write_jsonl(out / "samples.jsonl", samples)
+    write_json_atomic(out / "summary.json", summary)
+    mark_complete(out, summary)
+    log.info(
+        "%s on %s: avg@n %.4f ± %.4f over %d problems",
+        summary["model"],
+        summary["benchmark"],
+        summary[f"eval/{summary['benchmark']}/avg@n"],
+        summary[f"eval/{summary['benchmark']}/avg@n_stderr"],
+        summary["problems"],
+    )
+    return summary
+
+
+def evaluate_benchmark(
+    run: BenchmarkRun,
+    loaded: LoadedBenchmark,
+    out: Path,
+    engine: LazyEngine,
+    config: EvalConfig,
+    workers: int,
+    cfg_plain: dict[str, Any],
+) -> dict[str, Any]:
+    """Generate (resumably), score and summarise one model on one benchmark."""
+    check_settings(out, run)
+    responses = generate_samples(run, loaded, out, engine)
+    problems = {problem.id: problem for problem in loaded.problems}
+    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers)
+    summary = {
+        "model": run.model.name,
+        "model_path": run.model.path,
+        "model_revision": run.model.revision,
+        "model_fingerprint": model_fingerprint(run.model),
+        **result_summary(samples, loaded, config, run.sampling.seed),
+        "sampling": run.sampling.model_dump(),
+        "budget": run.budget,
+        "seed": run.sampling.seed,
+        "settings": run.settings(),
+        "provenance": provenance("eval", cfg_plain),
+    }
+    return finish(out, samples, summary)
+
+
 def evaluate_model(
     model: ModelConfig,
-    benchmarks: list[str],
     config: EvalConfig,
-    task: TaskConfig,
+    registry: dict[str, BenchmarkSpec],
+    load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
-    workers: int,
-    cfg_plain: dict,
+    cfg_plain: dict[str, Any],
 ) -> dict[str, Any]:
     engine = LazyEngine(model, config.sampling.seed)
     results = {}
     try:
-        for benchmark in benchmarks:
-            out = eval_dir / model.name / benchmark
+        for name in config.benchmarks:
+            out = eval_dir / model.name / name
+            run = plan_run(name, model, registry.get(name), config)
             done = completion(out)
-            if done is not None:
-                results[benchmark] = done
+            if done is not None and not config.rescore:
+                if done.get("settings") not in (None, run.settings()):
+                    raise SettingsChangedError(
+                        f"{out} is complete with other settings; use another run_name or remove that directory"
+                    )
+                log.info("%s on %s is complete, skipping", model.name, name)
+                results[name] = done
                 continue
-            problems, errors = load_benchmark(benchmark, task)
-            for error in errors:
-                log.warning("benchmark record skipped: %s", error)
-            generate_config = GenerateConfig(sampling=config.sampling)
-            shard = generate_shard(problems, model, generate_config, out / "shards", engine)
-            if not shard["complete"]:
-                raise RuntimeError(
-                    f"{model.name} on {benchmark}: {shard['done_samples']} of {shard['expected_samples']} samples; re-run to resume"
-                )
-            traces, _ = read_jsonl(out / "shards" / f"{shard['shard']}.jsonl", Trace)
-            samples = score_samples(benchmark, model.name, traces, {p.id: p for p in problems}, 10.0, workers)
-            write_jsonl(out / "samples.jsonl", samples)
-            summary = {
-                "model": model.name,
-                "model_path": model.path,
-                "benchmark": benchmark,
-                **summarize(samples, benchmark),
-                "sampling": config.sampling.model_dump(),
-                "verifier_version": VERIFIER_VERSION,
-                "data_fingerprint": fingerprint_object(sorted(p.id for p in problems)),
-                "problem_errors": [str(error) for error in errors],
-                "provenance": provenance("eval", cfg_plain),
-            }
-            write_json_atomic(out / "summary.json", summary)
-            mark_complete(out, summary)
-            results[benchmark] = summary
+            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
     finally:
         engine.close()
     return results
 
 
+# --- external responses ----------------------------------------------------------------------
+
+
+def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any]) -> dict[str, Any]:
+    """Score a responses file against the benchmarks; no engine is started."""
+    from sky_distill.evaluate.responses import read_responses, token_counter
+
+    path = Path(config.responses.path)  # type: ignore[arg-type]
+    loaded = {name: load(name) for name in config.benchmarks}
+    counter = token_counter(config.responses.tokenizer) if config.responses.tokenizer else None
+    by_benchmark = read_responses(path, {n: {p.id for p in b.problems} for n, b in loaded.items()}, counter)
+    empty = [name for name in config.benchmarks if not by_benchmark.get(name)]
+    if empty:
+        raise SkyDistillError(f"{path} has no responses for {', '.join(empty)}; drop them from eval.benchmarks")
+    model_name = config.responses.name or path.stem
+    results = {}
+    for name, bench in loaded.items():
+        responses = by_benchmark[name]
+        problems = {problem.id: problem for problem in bench.problems}
+        timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
+            bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
+        )
+        samples = score_responses(name, model_name, responses, problems, timeout, config.workers)
+        tokens_known = all(r.completion_tokens is not None for r in responses)
+        summary = {
+            "model": model_name,
+            "model_path": None,
+            "responses_file": str(path),
+            "responses_fingerprint": fingerprint_files([path]),
+            **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
+            "seed": config.sampling.seed,
+            "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
+        }
+        results[name] = finish(eval_dir / model_name / name, samples, summary)
+    return {model_name: results}
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task_name: str) -> None:
+    """Unknown benchmark names (in eval.benchmarks or eval.options) fail before anything runs."""
+    known = [*registry, task_name]
+    for name in config.benchmarks:
+        if name not in known:
+            raise unknown_benchmark(name, known)
+    for name in config.options:  # the default config carries options for the demo's task
+        if name not in known:
+            log.warning("eval.options.%s names no benchmark here (%s)", name, unknown_benchmark(name, known))
+
+
 def run(cfg: Any) -> dict[str, Any]:
     typed = stage_config(cfg, "eval")
-    config, paths = typed["eval"], typed["paths"]
+    config, paths, task = typed["eval"], typed["paths"], typed["task"]
     run_dir = Path(paths.run_dir)
+    registry = load_registry(config.registry_dir)
+    check_names(config, registry, task.name)
+    plain = to_container(cfg)
+    cache: dict[str, LoadedBenchmark] = {}
+
+    def load(name: str) -> LoadedBenchmark:
+        if name not in cache:
+            cache[name] = resolve_benchmark(
+                name, registry, task, paths.benchmarks_dir, config.options.get(name, BenchmarkOptions())
+            )
+            for error in cache[name].errors:
+                log.warning("benchmark record skipped: %s", error)
+        return cache[name]
+
+    if config.responses.path:
+        return headline(score_external(config, load, run_dir / "eval", plain))
     models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
+    if not models:
+        raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
-    plain = to_container(cfg)
-    workers = int(plain.get("verify", {}).get("workers", 2))
+    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+    return headline(results)
+
+
+def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What the CLI prints: per model and benchmark, avg@n with its error and what sits next to it."""
+    keys = ("avg@n", "avg@n_stderr", "truncation_rate", "unparsed_rate", "mean_tokens")
     return {
-        model.name: evaluate_model(model, config.benchmarks, config, typed["task"], run_dir / "eval", workers, plain)
-        for model in models
+        model: {
+            name: {
+                "n": summary.get("n"),
+                "problems": summary.get("problems"),
+                **{key: summary.get(f"eval/{name}/{key}") for key in keys},
+            }
+            for name, summary in benchmarks.items()
+        }
+        for model, benchmarks in results.items()
     }

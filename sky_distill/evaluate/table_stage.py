@@ -1,29 +1,79 @@
-"""`sky-distill table`: the comparison table of this run's eval results (markdown and CSV)."""
+"""`sky-distill table`: compare eval results (this run, other runs, published baselines).
+
+Writes `<run_dir>/tables/results.{md,csv,tex}` (the comparison), `details.md` (every score
+with its interval, lengths and failure rates) and, with `eval.table.compare=[a,b]`,
+`compare_<a>_vs_<b>.{md,json}` (a paired comparison on the same problems).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import stage_config
+from sky_distill.config import stage_config, to_container
 from sky_distill.errors import MissingInputError
-from sky_distill.evaluate.tables import collect_summaries, csv_table, markdown_table
+from sky_distill.evaluate.baselines import load_baselines
+from sky_distill.evaluate.compare import compare_models, comparison_markdown
+from sky_distill.evaluate.tables import (
+    build_table,
+    collect_summaries,
+    csv_table,
+    details_table,
+    latex_table,
+    markdown_table,
+)
+from sky_distill.runs import write_json_atomic
 
 
 def run(cfg: Any) -> dict[str, Any]:
-    from sky_distill.config import to_container
-
-    paths = stage_config(cfg, "table")["paths"]
+    typed = stage_config(cfg, "table")
+    paths, config = typed["paths"], typed["eval"]
+    options = config.table
     run_dir = Path(paths.run_dir)
-    summaries = collect_summaries(run_dir / "eval")
+    others = [Path(path) for path in options.runs]
+    for other in others:
+        if not (other / "eval").is_dir():
+            raise MissingInputError(f"eval.table.runs: {other} has no eval/ directory")
+    label = run_dir.name if others else None
+    summaries = collect_summaries(run_dir / "eval", label)
+    for other in others:
+        summaries += collect_summaries(other / "eval", other.name)
     if not summaries:
         raise MissingInputError(f"no eval results in {run_dir / 'eval'}; run `sky-distill eval` first")
+    baselines = load_baselines(options.baselines, config.registry_dir)
     plain = to_container(cfg)
     roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
     order = [roles.get(name, name) for name in plain.get("pipeline", {}).get("eval_models", [])]
-    table = markdown_table(summaries, order=order)
+    if label:
+        order = [f"{label}/{name}" for name in order]
+    table = build_table(summaries, options.metric, order, baselines)
+    markdown = markdown_table(table)
     out = run_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(table + "\n")
-    (out / "results.csv").write_text(csv_table(summaries))
-    return {"table": table, "markdown": str(out / "results.md")}
+    written = {}
+    if "md" in options.formats:
+        (out / "results.md").write_text(markdown + "\n")
+        written["md"] = str(out / "results.md")
+    if "csv" in options.formats:
+        shown = {(s.benchmark) for s in baselines} & set(table.columns)
+        (out / "results.csv").write_text(
+            csv_table(summaries, options.metric, [s for s in baselines if s.benchmark in shown])
+        )
+        written["csv"] = str(out / "results.csv")
+    if "tex" in options.formats:
+        (out / "results.tex").write_text(latex_table(table) + "\n")
+        written["tex"] = str(out / "results.tex")
+    (out / "details.md").write_text(details_table(summaries) + "\n")
+    result: dict[str, Any] = {"table": markdown, "files": written}
+    if options.compare:
+        model_a, model_b = (roles.get(name, name) for name in options.compare)
+        comparison = compare_models(
+            run_dir / "eval", model_a, model_b, config.bootstrap_resamples, config.confidence, config.sampling.seed
+        )
+        text = comparison_markdown(model_a, model_b, comparison)
+        stem = f"compare_{model_a}_vs_{model_b}".replace("/", "_")
+        (out / f"{stem}.md").write_text(text + "\n")
+        write_json_atomic(out / f"{stem}.json", comparison)
+        result["table"] = markdown + "\n\n" + text
+        result["comparison"] = comparison
+    return result

@@ -1,0 +1,125 @@
+"""Externally produced responses (another harness, an API batch, a paper's released outputs).
+
+A JSONL file, one response per line:
+
+    {"id": "2024-I-1", "response": "...", "sample_index": 0, "benchmark": "aime24"}
+
+`id` may be spelled `problem_id`; `sample_index` is optional (responses to the same problem are
+numbered in file order); `benchmark` is needed only when more than one benchmark is scored.
+Optional: `completion_tokens`, `finish_reason`, `truncated`. Other fields are ignored. Every bad
+line (missing field, unknown benchmark, an id the benchmark lacks, a repeated sample) is
+reported with its file, line and field, all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sky_distill.errors import MissingInputError
+from sky_distill.evaluate.scoring import Response
+from sky_distill.records import RecordError, RecordFileError
+
+
+def parse_response_row(
+    row: dict[str, Any], where: tuple[str, int], benchmarks: dict[str, set[str]]
+) -> tuple[str, str, int | None, Response] | RecordError:
+    """(benchmark, id, sample_index or None, Response) for one row, or what is wrong with it."""
+    path, line = where
+    problem_id = row.get("id", row.get("problem_id"))
+    if problem_id is None or str(problem_id).strip() == "":
+        return RecordError(path, line, "id", "missing field (the problem id; `problem_id` also accepted)")
+    problem_id = str(problem_id)
+    response = row.get("response")
+    if not isinstance(response, str):
+        return RecordError(path, line, "response", "missing field" if response is None else "must be a string")
+    benchmark = row.get("benchmark")
+    if benchmark is None:
+        if len(benchmarks) != 1:
+            return RecordError(path, line, "benchmark", f"missing field (needed to choose one of {sorted(benchmarks)})")
+        benchmark = next(iter(benchmarks))
+    if benchmark not in benchmarks:
+        return RecordError(path, line, "benchmark", f"{benchmark!r} is not among eval.benchmarks {sorted(benchmarks)}")
+    if problem_id not in benchmarks[benchmark]:
+        example = sorted(benchmarks[benchmark])[:2]
+        return RecordError(
+            path, line, "id", f"{problem_id!r} is not a problem of {benchmark} (its ids look like {example})"
+        )
+    sample_index = row.get("sample_index")
+    if sample_index is not None and (
+        isinstance(sample_index, bool) or not isinstance(sample_index, int) or sample_index < 0
+    ):
+        return RecordError(path, line, "sample_index", "must be a non-negative integer")
+    tokens = row.get("completion_tokens")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0):
+        return RecordError(path, line, "completion_tokens", "must be a non-negative integer")
+    finish_reason = str(row.get("finish_reason") or "unknown")
+    truncated = bool(row.get("truncated", finish_reason == "length"))
+    return benchmark, problem_id, sample_index, Response(problem_id, 0, response, tokens, finish_reason, truncated)
+
+
+def read_responses(
+    path: str | Path,
+    benchmarks: dict[str, set[str]],
+    count_tokens: Callable[[str], int] | None = None,
+) -> dict[str, list[Response]]:
+    """Responses per benchmark; raise `RecordFileError` listing every bad line."""
+    from dataclasses import replace
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"responses file {path} does not exist")
+    out: dict[str, list[Response]] = defaultdict(list)
+    errors: list[RecordError] = []
+    seen: dict[tuple[str, str, int], int] = {}
+    next_index: dict[tuple[str, str], int] = defaultdict(int)
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                errors.append(RecordError(str(path), line_number, "<json>", f"not valid JSON ({error.msg})"))
+                continue
+            if not isinstance(row, dict):
+                errors.append(RecordError(str(path), line_number, "<json>", "expected a JSON object"))
+                continue
+            parsed = parse_response_row(row, (str(path), line_number), benchmarks)
+            if isinstance(parsed, RecordError):
+                errors.append(parsed)
+                continue
+            benchmark, problem_id, sample_index, response = parsed
+            if sample_index is None:
+                sample_index = next_index[(benchmark, problem_id)]
+            next_index[(benchmark, problem_id)] = max(next_index[(benchmark, problem_id)], sample_index + 1)
+            key = (benchmark, problem_id, sample_index)
+            if key in seen:
+                errors.append(
+                    RecordError(
+                        str(path),
+                        line_number,
+                        "sample_index",
+                        f"{benchmark}/{problem_id} sample {sample_index} repeats line {seen[key]}",
+                    )
+                )
+                continue
+            seen[key] = line_number
+            tokens = response.completion_tokens
+            if tokens is None and count_tokens is not None:
+                tokens = count_tokens(response.response)
+            out[benchmark].append(replace(response, sample_index=sample_index, completion_tokens=tokens))
+    if errors:
+        raise RecordFileError(errors)
+    return dict(out)
+
+
+def token_counter(tokenizer: str) -> Callable[[str], int]:
+    """Counts response tokens with a Hugging Face tokenizer (a path or Hub id)."""
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(tokenizer)
+    return lambda text: len(loaded.encode(text, add_special_tokens=False))
