@@ -24,6 +24,8 @@ def test_sky_t1_32b_is_the_published_recipe():
     assert cfg.run_name == "sky_t1_32b"  # the experiment names its run directory
     assert groups["paths"].run_dir.endswith("/runs/sky_t1_32b")
     assert "bootstrap" not in cfg.pipeline.stages
+    assert list(groups["eval"].benchmarks) == ["math500", "aime24", "gpqa_diamond", "livecodebench"]
+    assert groups["eval"].sampling.n is None  # each benchmark samples at its own published settings
 
 
 def test_sky_t1_7b_changes_only_the_student_and_its_zero_stage():
