@@ -46,16 +46,20 @@ sky_hydra_dir() {
 
 sky_requeue() {
   sky_log "requeueing job ${SLURM_JOB_ID} ($*)"
-  scontrol requeue "$SLURM_JOB_ID"
+  if ! scontrol requeue "$SLURM_JOB_ID"; then
+    sky_log "error: could not requeue job ${SLURM_JOB_ID} (submitted with --no-requeue, or the cluster forbids it)"
+    return 1
+  fi
 }
 
 _sky_warned() {
-  SKY_WARNED=1
   if [ "$SKY_POLICY" = resume ]; then
     sky_log "time limit near: this step resumes where it stopped, so the job goes back to the queue now"
-    sky_requeue "resume after the time-limit warning"
-    kill -TERM "$SKY_STEP_PID" 2>/dev/null || true   # the requeue ends it too; do not wait for that
-    exit 0
+    if sky_requeue "resume after the time-limit warning"; then
+      kill -TERM "$SKY_STEP_PID" 2>/dev/null || true   # the requeue ends it too; do not wait for that
+      exit 0
+    fi
+    return   # not requeued: the step runs on until the time limit (re-submit the job to resume)
   fi
   sky_log "time limit near: asking the step to checkpoint (USR1)"
   kill -USR1 "$SKY_STEP_PID" 2>/dev/null || true
@@ -66,7 +70,6 @@ _sky_warned() {
 sky_run() {
   SKY_POLICY=$1
   shift
-  SKY_WARNED=0
   "$@" &
   SKY_STEP_PID=$!
   trap _sky_warned USR1
@@ -81,7 +84,8 @@ sky_run() {
   done
   trap - USR1
   if [ "$status" -eq "$SKY_REQUEUE_EXIT" ]; then
-    sky_requeue "the step checkpointed and asked to be resumed"
+    # Not requeued, the job fails (its dependants must not start on a half-trained model).
+    sky_requeue "the step checkpointed and asked to be resumed" || exit "$status"
     exit 0
   fi
   if [ "$status" -ne 0 ]; then

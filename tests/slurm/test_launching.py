@@ -164,14 +164,24 @@ def test_sweep_job_directories_are_safe_unique_and_stable():
     assert sweep_run_dir("/r/runs/demo", "") == "/r/runs/demo"  # e.g. a sweep over run_name alone
 
 
-def test_a_local_multirun_gives_each_job_its_own_run_directory(tmp_path):
-    """The basic launcher, two `table` jobs (a stage that needs no engine), through the real CLI."""
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local"]], ids=["basic", "submitit-local"])
+def test_a_local_multirun_gives_each_job_its_own_run_directory(tmp_path, launcher):
+    """Two `table` jobs (a stage that needs no engine) through the real CLI, in-process or as submitit jobs."""
     runs = tmp_path / "runs" / "demo"
     for seed, score in ((1, 0.5), (2, 0.25)):  # each job's own eval result, where its run dir will be
         summary = {"model": "m", "benchmark": "arithmetic", "eval/arithmetic/avg@n": score}
         mark_complete(runs / f"seed={seed}" / "eval" / "m" / "arithmetic", summary)
     result = subprocess.run(
-        [sys.executable, "-m", "sky_distill.cli", "table", "--multirun", f"paths.root={tmp_path}", "seed=1,2"],
+        [
+            sys.executable,
+            "-m",
+            "sky_distill.cli",
+            "table",
+            "--multirun",
+            *launcher,
+            f"paths.root={tmp_path}",
+            "seed=1,2",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -232,10 +242,10 @@ def protocol(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol.calls"
-    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {calls}\n')
-    (bin_dir / "scontrol").chmod(0o755)
+    (bin_dir / "scontrol").touch(mode=0o755)
 
-    def start(policy: str, step: str) -> subprocess.Popen:
+    def start(policy: str, step: str, scontrol_status: int = 0) -> subprocess.Popen:
+        (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {calls}\nexit {scontrol_status}\n')
         script = f"set -euo pipefail\nsource {SLURM / 'common.sh'}\nsky_run {policy} bash -c {step!r}\necho after-step"
         environ = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "42"}
         return subprocess.Popen(
@@ -291,3 +301,11 @@ def test_a_resumable_step_is_requeued_at_once_on_the_warning(protocol):
     _, err = process.communicate(timeout=20)
     assert requeues() == ["requeue 42"] and process.returncode == 0
     assert "goes back to the queue" in err
+
+
+def test_a_checkpointed_step_that_cannot_be_requeued_fails_the_job(protocol):
+    start, requeues, _ = protocol
+    process = start("checkpoint", "exit 85", scontrol_status=1)
+    _, err = process.communicate(timeout=20)
+    assert requeues() == ["requeue 42"] and process.returncode == 85
+    assert "could not requeue" in err
