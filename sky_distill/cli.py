@@ -65,8 +65,12 @@ def precheck(stage: str, overrides: list[str]) -> None:
 def run_stage(stage: str, cfg: Any) -> Any:
     from sky_distill.log import setup_logging
     from sky_distill.seeding import seed_everything
+    from sky_distill.sweeps import apply_sweep_run_dir
 
     setup_logging()
+    sweep_dir = apply_sweep_run_dir(cfg)  # each --multirun job writes to its own run directory
+    if sweep_dir:
+        logging.getLogger("sky_distill").info("sweep job run directory: %s", sweep_dir)
     seed_everything(int(cfg.seed))
     module = importlib.import_module(STAGES[stage][0])
     try:

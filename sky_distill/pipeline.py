@@ -1,7 +1,7 @@
 """`sky-distill pipeline`: every stage in order, each as its own process, skipping complete ones.
 
 Each stage runs as `python -m sky_distill.cli <stage> <the same overrides>`, so the pipeline
-does exactly what running the stages by hand would do (and what slurm/pipeline.sh chains).
+does exactly what running the stages by hand would do (and what slurm/pipeline.py submits to SLURM).
 """
 
 from __future__ import annotations
@@ -71,11 +71,17 @@ def user_overrides() -> list[str]:
     return [item for item in HydraConfig.get().overrides.task if not item.startswith("stage=")]
 
 
+def quote_override(value: str) -> str:
+    """A value as a quoted Hydra override string (run directories of sweeps contain `=` and `,`)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def run(cfg: Any) -> dict[str, Any]:
     typed = stage_config(cfg, "pipeline")
     run_dir = Path(typed["paths"].run_dir)
     plain = to_container(cfg)
-    overrides = user_overrides()
+    # Every stage gets the resolved run directory, so that a sweep job's stages write where it does.
+    overrides = [*user_overrides(), f"paths.run_dir={quote_override(str(run_dir))}"]
     timings: dict[str, float] = {}
     started = time.perf_counter()
     result: dict[str, Any] = {}

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Submit the whole pipeline to SLURM: one job per step, chained with `--dependency=afterok`.
+
+    python slurm/pipeline.py [options] [key=value ...]       # the same overrides as `sky-distill pipeline`
+
+The steps are those `sky-distill pipeline` runs (`sky_distill.pipeline.plan_steps`), with the
+same skipping of complete ones, mapped onto the scripts in slurm/: generation becomes an
+array job of `generate.shard_count` tasks followed by a merge, each trained student its own
+training job, and each evaluated model its own eval job (the teacher's and the base student's
+start as soon as the models exist, a trained student's when its training ends). Every job gets
+the same overrides, so all of them resolve the same run directory; a failed job cancels its
+dependants (`--kill-on-invalid-dep=yes`). The submitted jobs are listed in
+`<run_dir>/logs/slurm/jobs-<time>.json` and SLURM's logs go to `<run_dir>/logs/slurm/`.
+
+Resources: each script's #SBATCH lines hold the defaults; add sbatch options for every job
+with `--sbatch=--partition=gpu` and for one stage with e.g. `--sbatch-train=--nodes=4`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SLURM_DIR = Path(__file__).resolve().parent
+REPO = SLURM_DIR.parent
+STAGES = ("bootstrap", "generate", "merge", "verify", "train", "eval", "table")
+
+
+@dataclass
+class Job:
+    """One sbatch submission: a stage script, its overrides, and the jobs it waits for."""
+
+    label: str
+    stage: str
+    overrides: list[str]
+    after: list[str] = field(default_factory=list)  # labels of jobs this one depends on
+    array: int | None = None  # number of array tasks (generation shards)
+
+
+def compose(overrides: list[str]) -> Any:
+    """The pipeline's config for these overrides, exactly as `sky-distill pipeline` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from sky_distill.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[*overrides, "stage=pipeline"], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+
+def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> list[Job]:
+    """The SLURM jobs for a pipeline config, skipping steps whose outputs are complete."""
+    from sky_distill.pipeline import plan_steps
+    from sky_distill.runs import completion
+
+    def complete(step: Any) -> bool:
+        return bool(step.outputs) and all(completion(path) is not None for path in step.outputs)
+
+    students = {student["name"] for student in plain["pipeline"]["students"]}
+    shard_count = int(plain["generate"]["shard_count"])
+    jobs: list[Job] = []
+    latest: dict[str, list[str]] = {}  # stage -> labels of its submitted jobs
+
+    def add(job: Job) -> None:
+        jobs.append(job)
+        latest.setdefault(job.stage, []).append(job.label)
+
+    def upstream(*stages: str) -> list[str]:
+        """The submitted jobs of the nearest earlier stage among `stages` (a skipped stage adds none)."""
+        for stage in stages:
+            if latest.get(stage):
+                return list(latest[stage])
+        return []
+
+    for step in plan_steps(plain, run_dir):
+        if complete(step):
+            continue
+        own = [*overrides, *step.overrides]
+        if step.stage == "bootstrap":
+            add(Job("bootstrap", "bootstrap", own))
+        elif step.stage == "generate":
+            add(Job("generate", "generate", own, upstream("bootstrap"), array=shard_count))
+            if shard_count > 1:
+                add(Job("merge", "merge", own, ["generate"]))
+        elif step.stage == "verify":
+            add(Job("verify", "verify", own, upstream("merge", "generate", "bootstrap")))
+        elif step.stage == "train":
+            name = step.label.removeprefix("train ")
+            add(Job(f"train-{name}", "train", own, upstream("verify", "merge", "generate", "bootstrap")))
+        elif step.stage == "eval":
+            for model, model_step in eval_steps(plain, run_dir):
+                if complete(model_step):
+                    continue
+                if model in students:
+                    after = [label for label in latest.get("train", []) if label == f"train-{model}"]
+                else:
+                    after = upstream("bootstrap")
+                add(Job(f"eval-{safe_name(model)}", "eval", [*overrides, *model_step.overrides], after))
+        elif step.stage == "table":
+            add(Job("table", "table", own, upstream("eval", "train", "verify", "merge", "generate", "bootstrap")))
+        else:  # a stage this planner does not know: after everything before it, with its own script
+            add(Job(step.stage, step.stage, own, [job.label for job in jobs]))
+    return jobs
+
+
+def safe_name(name: str) -> str:
+    """A model name or path as part of a job name and log file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
+def eval_steps(plain: dict[str, Any], run_dir: Path) -> list[tuple[str, Any]]:
+    """One eval step per model (its own job), planned by the pipeline's own planner."""
+    from sky_distill.pipeline import plan_steps
+
+    steps = []
+    for model in plain["pipeline"]["eval_models"]:
+        one = copy.deepcopy(plain)
+        one["pipeline"]["stages"] = ["eval"]
+        one["pipeline"]["eval_models"] = [model]
+        steps.append((model, plan_steps(one, run_dir)[0]))
+    return steps
+
+
+def sbatch_command(
+    job: Job, job_ids: dict[str, str], run_dir: Path, run_name: str, extra: list[str], stage_extra: list[str]
+) -> list[str]:
+    log_dir = run_dir / "logs" / "slurm"
+    pattern = "%x-%A_%a.out" if job.array else "%x-%j.out"
+    command = ["sbatch", "--parsable", f"--job-name={run_name}.{job.label}", f"--output={log_dir / pattern}"]
+    if job.array:
+        command.append(f"--array=0-{job.array - 1}")
+    if job.after:
+        command += [
+            f"--dependency=afterok:{':'.join(job_ids[label] for label in job.after)}",
+            "--kill-on-invalid-dep=yes",
+        ]
+    command += [*extra, *stage_extra, str(SLURM_DIR / f"{job.stage}.sbatch"), *job.overrides]
+    return command
+
+
+def submit(jobs: list[Job], run_dir: Path, run_name: str, args: argparse.Namespace) -> dict[str, str]:
+    """Submit the jobs in order; on a failure cancel the ones already submitted and raise."""
+    environ = dict(os.environ, SKY_DISTILL_REPO=str(REPO))
+    job_ids: dict[str, str] = {}
+    missing = sorted({job.stage for job in jobs if not (SLURM_DIR / f"{job.stage}.sbatch").exists()})
+    if missing:
+        raise SystemExit(f"slurm/pipeline.py: error: no sbatch script for stage(s) {', '.join(missing)} in {SLURM_DIR}")
+    for job in jobs:
+        stage_extra = getattr(args, f"sbatch_{job.stage}", None) or []
+        command = sbatch_command(job, job_ids, run_dir, run_name, args.sbatch or [], stage_extra)
+        if args.dry_run:
+            job_ids[job.label] = f"<{job.label}>"
+            print(shlex.join(command))
+            continue
+        result = subprocess.run(command, capture_output=True, text=True, env=environ)
+        if result.returncode != 0:
+            if job_ids:
+                subprocess.run(["scancel", *job_ids.values()], env=environ)
+            raise SystemExit(
+                f"slurm/pipeline.py: error: sbatch for {job.label} failed: {result.stderr.strip()}"
+                + (f"; cancelled the {len(job_ids)} job(s) submitted before it" if job_ids else "")
+            )
+        job_ids[job.label] = result.stdout.strip().split(";")[0]
+    return job_ids
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="slurm/pipeline.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Overrides are Hydra's key=value, as for `sky-distill pipeline`.",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every job")
+    parser.add_argument("--sbatch", action="append", metavar="OPTION", help="an sbatch option for every job")
+    for stage in STAGES:
+        parser.add_argument(
+            f"--sbatch-{stage}", action="append", metavar="OPTION", help=f"an sbatch option for {stage}"
+        )
+    parser.add_argument("--dry-run", action="store_true", help="print the sbatch commands, submit nothing")
+    return parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sky_distill.config import stage_config, to_container
+    from sky_distill.errors import SkyDistillError
+
+    try:
+        cfg = compose(args.overrides)
+        run_dir = Path(stage_config(cfg, "pipeline")["paths"].run_dir)
+    except (SkyDistillError, HydraException, OmegaConfBaseException) as error:
+        print(f"slurm/pipeline.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    plain = to_container(cfg)
+    jobs = plan_jobs(plain, run_dir, list(args.overrides))
+    if not jobs:
+        print(f"slurm/pipeline.py: every step of {run_dir} is complete; nothing to submit")
+        return 0
+    if not args.dry_run:
+        (run_dir / "logs" / "slurm").mkdir(parents=True, exist_ok=True)
+    job_ids = submit(jobs, run_dir, plain["run_name"], args)
+    width = max(len(job.label) for job in jobs)
+    for job in jobs:
+        after = ", ".join(job.after) or "-"
+        tasks = f" ({job.array} array tasks)" if job.array else ""
+        print(f"{job.label:<{width}}  {job_ids[job.label]:>10}  after: {after}{tasks}")
+    if not args.dry_run:
+        record = {
+            "submitted": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "overrides": list(args.overrides),
+            "jobs": {job.label: {"id": job_ids[job.label], "stage": job.stage, "after": job.after} for job in jobs},
+        }
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = run_dir / "logs" / "slurm" / f"jobs-{stamp}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"run directory: {run_dir}\njobs: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
