@@ -47,9 +47,15 @@ def first_host(nodelist: str) -> str:
 
 
 def rendezvous_args(num_nodes: int, environ: dict[str, str]) -> list[str]:
-    """torchrun's node arguments: standalone on one node, c10d rendezvous across SLURM nodes."""
+    """torchrun's node arguments: a loopback rendezvous on one node, c10d across SLURM nodes.
+
+    One node never resolves its own hostname (torchrun's `--standalone` does, and hangs where
+    the name points at an address this machine cannot reach): the store, the ranks' MASTER_ADDR
+    and gloo all stay on 127.0.0.1.
+    """
     if num_nodes == 1:
-        return ["--standalone", "--nnodes=1"]
+        port = environ.get("MASTER_PORT", "29500")
+        return ["--nnodes=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--local-addr=127.0.0.1"]
     host = environ.get("MASTER_ADDR")
     if not host:
         nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")

@@ -17,7 +17,12 @@ from sky_distill.train.throughput import mfu, peak_tflops, step_flops
 
 
 def test_rendezvous_is_standalone_on_one_node_and_c10d_across_slurm_nodes(tmp_path, monkeypatch):
-    assert rendezvous_args(1, {}) == ["--standalone", "--nnodes=1"]
+    assert rendezvous_args(1, {"MASTER_PORT": "6001"}) == [
+        "--nnodes=1",
+        "--rdzv_backend=c10d",
+        "--rdzv_endpoint=127.0.0.1:6001",
+        "--local-addr=127.0.0.1",
+    ]
     assert rendezvous_args(2, {"MASTER_ADDR": "n1", "MASTER_PORT": "6000", "SLURM_JOB_ID": "42"}) == [
         "--nnodes=2", "--rdzv_backend=c10d", "--rdzv_endpoint=n1:6000", "--rdzv_id=42",
     ]  # fmt: skip
