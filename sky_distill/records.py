@@ -142,14 +142,30 @@ class RecordFileError(SkyDistillError, ValueError):
         super().__init__(f"{errors[0]}{more}")
 
 
-def parse_record(line: str, record_type: type[R], path: str, line_number: int) -> R | RecordError:
-    """Parse one JSON line into `record_type`, or describe why it cannot be."""
+def parse_json_object(line: str, path: str, line_number: int) -> dict[str, Any] | RecordError:
+    """One JSON line as an object, or why it is not one."""
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
         return RecordError(path, line_number, "<json>", f"not valid JSON ({error.msg} at column {error.colno})")
     if not isinstance(data, dict):
         return RecordError(path, line_number, "<json>", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def iter_json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
+    """Yield (line number, object or `RecordError`) for each non-blank line of a JSONL file."""
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield line_number, parse_json_object(line, str(path), line_number)
+
+
+def parse_record(line: str, record_type: type[R], path: str, line_number: int) -> R | RecordError:
+    """Parse one JSON line into `record_type`, or describe why it cannot be."""
+    data = parse_json_object(line, path, line_number)
+    if isinstance(data, RecordError):
+        return data
     try:
         return record_type.model_validate(data)
     except ValidationError as error:

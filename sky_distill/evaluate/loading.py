@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from sky_distill.config import BenchmarkOptions, TaskConfig
 from sky_distill.errors import MissingInputError, SkyDistillError
 from sky_distill.evaluate.benchmarks import BenchmarkSpec, unknown_benchmark
 from sky_distill.evaluate.problems import in_window, parse_day, row_date, row_to_problem
-from sky_distill.records import Problem, RecordError
+from sky_distill.records import Problem, RecordError, iter_json_objects
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCAL_FIELDS = {"id": "id", "problem": "problem"}
@@ -46,20 +45,8 @@ Located = tuple[str, int, dict[str, Any]]
 
 
 def read_local_rows(path: Path) -> Iterator[Located | RecordError]:
-    where = str(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield RecordError(where, line_number, "<json>", f"not valid JSON ({error.msg})")
-                continue
-            if not isinstance(row, dict):
-                yield RecordError(where, line_number, "<json>", "expected a JSON object")
-                continue
-            yield where, line_number, row
+    for line_number, row in iter_json_objects(path):
+        yield row if isinstance(row, RecordError) else (str(path), line_number, row)
 
 
 def release_files(spec: BenchmarkSpec) -> list[str] | None:

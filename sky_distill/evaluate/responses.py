@@ -13,7 +13,6 @@ reported with its file, line and field, all at once.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from sky_distill.errors import MissingInputError
 from sky_distill.evaluate.scoring import Response
-from sky_distill.records import RecordError, RecordFileError
+from sky_distill.records import RecordError, RecordFileError, iter_json_objects
 
 
 def parse_response_row(
@@ -76,42 +75,34 @@ def read_responses(
     errors: list[RecordError] = []
     seen: dict[tuple[str, str, int], int] = {}
     next_index: dict[tuple[str, str], int] = defaultdict(int)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                errors.append(RecordError(str(path), line_number, "<json>", f"not valid JSON ({error.msg})"))
-                continue
-            if not isinstance(row, dict):
-                errors.append(RecordError(str(path), line_number, "<json>", "expected a JSON object"))
-                continue
-            parsed = parse_response_row(row, (str(path), line_number), benchmarks)
-            if isinstance(parsed, RecordError):
-                errors.append(parsed)
-                continue
-            benchmark, problem_id, sample_index, response = parsed
-            if sample_index is None:
-                sample_index = next_index[(benchmark, problem_id)]
-            next_index[(benchmark, problem_id)] = max(next_index[(benchmark, problem_id)], sample_index + 1)
-            key = (benchmark, problem_id, sample_index)
-            if key in seen:
-                errors.append(
-                    RecordError(
-                        str(path),
-                        line_number,
-                        "sample_index",
-                        f"{benchmark}/{problem_id} sample {sample_index} repeats line {seen[key]}",
-                    )
+    for line_number, row in iter_json_objects(path):
+        if isinstance(row, RecordError):
+            errors.append(row)
+            continue
+        parsed = parse_response_row(row, (str(path), line_number), benchmarks)
+        if isinstance(parsed, RecordError):
+            errors.append(parsed)
+            continue
+        benchmark, problem_id, sample_index, response = parsed
+        if sample_index is None:
+            sample_index = next_index[(benchmark, problem_id)]
+        next_index[(benchmark, problem_id)] = max(next_index[(benchmark, problem_id)], sample_index + 1)
+        key = (benchmark, problem_id, sample_index)
+        if key in seen:
+            errors.append(
+                RecordError(
+                    str(path),
+                    line_number,
+                    "sample_index",
+                    f"{benchmark}/{problem_id} sample {sample_index} repeats line {seen[key]}",
                 )
-                continue
-            seen[key] = line_number
-            tokens = response.completion_tokens
-            if tokens is None and count_tokens is not None:
-                tokens = count_tokens(response.response)
-            out[benchmark].append(replace(response, sample_index=sample_index, completion_tokens=tokens))
+            )
+            continue
+        seen[key] = line_number
+        tokens = response.completion_tokens
+        if tokens is None and count_tokens is not None:
+            tokens = count_tokens(response.response)
+        out[benchmark].append(replace(response, sample_index=sample_index, completion_tokens=tokens))
     if errors:
         raise RecordFileError(errors)
     return dict(out)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sky_distill.config import TaskConfig
-from sky_distill.records import Problem, RecordError
+from sky_distill.records import Problem, RecordError, iter_json_objects
 from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems
 
 DEFAULT_FIELDS = {"id": "id", "problem": "problem", "answer": "answer", "choices": "choices"}
@@ -88,18 +88,10 @@ def with_derived_answer(row: dict[str, Any], task: TaskConfig) -> dict[str, Any]
 
 def read_problem_file(path: str | Path, fields: dict[str, str], source: str, answer_type: str) -> Iterator[Located]:
     where = str(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield where, line_number, RecordError(where, line_number, "<json>", f"not valid JSON ({error.msg})")
-                continue
-            if not isinstance(row, dict):
-                yield where, line_number, RecordError(where, line_number, "<json>", "expected a JSON object")
-                continue
+    for line_number, row in iter_json_objects(path):
+        if isinstance(row, RecordError):
+            yield where, line_number, row
+        else:
             yield where, line_number, problem_from_row(row, fields, source, answer_type, (where, line_number))
 
 

@@ -121,7 +121,7 @@ def test_every_bad_line_is_reported_with_file_line_and_field(tmp_path):
         "5: benchmark: 'gsm8k' is not among eval.benchmarks ['aime24', 'amc23']",
         "6: sample_index: aime24/2024-I-1 sample 0 repeats line 1",
         "7: benchmark: missing field (needed to choose one of ['aime24', 'amc23'])",
-        "8: <json>: expected a JSON object",
+        "8: <json>: expected a JSON object, got list",
         "9: sample_index: must be a non-negative integer",
     ]
 

@@ -36,8 +36,8 @@ def test_every_bad_row_is_reported_where_it_is(tmp_path):
         "3: qid: empty id (mapped to 'id')",
         "4: question: empty problem (mapped to 'problem')",
         f"5: id: duplicate id 'a' (first at {path}:1)",
-        "6: <json>: expected a JSON object",
-        "8: <json>: not valid JSON (Expecting property name enclosed in double quotes)",
+        "6: <json>: expected a JSON object, got str",
+        "8: <json>: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
     ]
 
 
