@@ -58,3 +58,21 @@ def compose_config(overrides: list[str] | None = None, stage: str = "generate"):
 
 def requires_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is not present")
+
+
+def execute_notebook(path: Path, run_dir: Path, figures: Path, monkeypatch) -> str:
+    """Run a notebook of `notebooks/` on a run directory; return the text its code cells printed."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("SKY_DISTILL_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("SKY_DISTILL_FIGURES", str(figures))
+    notebook = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(figures.parent)}}
+    ).execute()
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
