@@ -41,6 +41,9 @@ def job_env(base: dict[str, str] | None = None) -> dict[str, str]:
     environ = dict(os.environ if base is None else base)
     environ["PATH"] = f"{PYTHON_BIN}{os.pathsep}{environ.get('PATH', '')}"
     environ["SKY_DISTILL_REPO"] = str(REPO)
+    # Every node of the test cluster is this machine at 127.0.0.1 (NodeAddr); its hostname may
+    # resolve elsewhere on a CI machine, so multi-node training meets there, not at $(hostname).
+    environ["MASTER_ADDR"] = "127.0.0.1"
     return environ
 
 

@@ -58,7 +58,7 @@ def test_the_chain_is_one_job_per_step_with_afterok_dependencies(sbatch_run):
 
 def test_generation_ran_as_two_array_tasks_and_matches_the_local_traces(sbatch_run, local_smoke_run):
     run_dir, _, _, _ = sbatch_run
-    shards = sorted((run_dir / "generate" / "shards").glob("shard-*.jsonl"))
+    shards = sorted((run_dir / "generate" / "shards").glob("shard-?????-of-?????.jsonl"))  # not .errors.jsonl
     assert [path.name for path in shards] == ["shard-00000-of-00002.jsonl", "shard-00001-of-00002.jsonl"]
     assert all(read_jsonl(path) for path in shards)  # each array task generated its own part
     local = [without(trace, "elapsed_s") for trace in read_jsonl(local_smoke_run / "generate" / "traces.jsonl")]
