@@ -24,3 +24,6 @@ if [ "$ACCEL" = cpu ]; then
   "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 "$VENV/bin/python" -c "import torch, transformers, vllm, deepspeed, math_verify; print('setup: ok, torch', torch.__version__, '| vllm', vllm.__version__)"
+# DeepSpeed's CPU ops (shared-memory all-reduce, CPU Adam) are built here, once, rather than by
+# the first training job (see sky_distill/train/extensions.py); on a GPU machine this is a no-op.
+"$VENV/bin/python" -m sky_distill.train.extensions || echo "setup: warning: DeepSpeed CPU ops did not build; training builds them on first use"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sky_distill.errors import SkyDistillError
 from sky_distill.train.distributed import free_port
+from sky_distill.train.extensions import clear_stale_locks
 from sky_distill.train.job import TrainJob
 from sky_distill.train.preemption import (
     PREEMPTED_FILE,
@@ -137,6 +138,7 @@ def launch(job: TrainJob) -> None:
         return
     for stale in (STOP_FILE, PREEMPTED_FILE):
         (output_dir / stale).unlink(missing_ok=True)
+    clear_stale_locks()  # a lock left by a killed process would stall every rank forever
     environ = dict(os.environ)
     if job.train.num_nodes == 1:
         environ["MASTER_PORT"] = str(free_port())
