@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 CHUNK_TOKENS = 4096  # target positions whose float32 distributions are held at once
 KINDS = ("forward_kl", "reverse_kl", "jsd", "tv")
-TAIL_FLOOR = 1e-8  # added to both "other" buckets: a teacher whose top-k sums to 1 keeps the loss finite
+TAIL_FLOOR = 1e-8  # least teacher "other" mass: a top-k summing to 1 (float16 rounding) keeps reverse KL finite
 
 
 def _kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
@@ -90,12 +90,12 @@ def bucket_log_probs(
     log_z = torch.logsumexp(student_logits, dim=-1, keepdim=True)
     log_q_top = student_logits.gather(-1, ids) - log_z
     in_top = torch.zeros_like(student_logits).scatter_add(-1, ids, valid.to(student_logits.dtype)) > 0
-    log_q_rest = torch.logsumexp(student_logits.masked_fill(in_top, float("-inf")), dim=-1, keepdim=True) - log_z
-    log_floor = torch.full_like(log_z, math.log(TAIL_FLOOR))
-    log_q_other = torch.logaddexp(log_q_rest, log_floor)
+    log_q_other = torch.logsumexp(student_logits.masked_fill(in_top, float("-inf")), dim=-1, keepdim=True) - log_z
     log_p_top = teacher_logprobs.float().masked_fill(~valid, float("-inf"))
-    p_other = (1 - log_p_top.exp().sum(-1, keepdim=True)).clamp(min=0)
-    log_p = torch.cat([log_p_top, torch.log(p_other + TAIL_FLOOR)], dim=-1)
+    p_other = (1 - log_p_top.exp().sum(-1, keepdim=True)).clamp(min=TAIL_FLOOR)
+    no_tail = in_top.all(-1, keepdim=True)  # the top-k is the whole vocabulary: no "other" on either side
+    log_p_other = torch.where(no_tail, float("-inf"), torch.log(p_other))
+    log_p = torch.cat([log_p_top, log_p_other], dim=-1)
     log_q = torch.cat([log_q_top.masked_fill(~valid, float("-inf")), log_q_other], dim=-1)
     return log_p, log_q
 
@@ -119,7 +119,7 @@ def sparse_divergence_sum(
         log_p, log_q = bucket_log_probs(
             student.index_select(0, rows).float(), teacher_ids[part], teacher_logprobs[part]
         )
-        log_p = F.log_softmax(log_p / temperature, dim=-1)  # renormalises the floored buckets at T = 1 too
+        log_p = F.log_softmax(log_p / temperature, dim=-1)  # also renormalises rounded float16 rows at T = 1
         log_q = F.log_softmax(log_q / temperature, dim=-1)
         total = total + divergence(log_p, log_q, kind, beta).sum()
     return total * temperature**2

@@ -84,7 +84,9 @@ def test_temperature_scaling_is_t_squared_and_the_kl_is_zero_for_equal_distribut
     assert float(dense_divergence_sum(logits, logits, positions, "forward_kl", 3.0)) == pytest.approx(0.0, abs=1e-6)
     other = torch.randn(4, V)
     unscaled = direct(torch.softmax(other / 4, -1), torch.softmax(logits / 4, -1), "forward_kl")
-    assert float(dense_divergence_sum(logits, other, positions, "forward_kl", 4.0)) == pytest.approx(16 * unscaled, rel=1e-5)
+    assert float(dense_divergence_sum(logits, other, positions, "forward_kl", 4.0)) == pytest.approx(
+        16 * unscaled, rel=1e-5
+    )
 
 
 def test_jsd_runs_from_forward_kl_at_beta_0_to_reverse_kl_at_beta_1():
