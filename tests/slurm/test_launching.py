@@ -144,7 +144,7 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("sbatch ")]
-    assert len(commands) == 10  # one shard: no merge job
+    assert len(commands) == 12  # one shard: no merge job; three students trained and evaluated
     assert all("--nodes=4" in line for line in commands if "train.sbatch" in line)
     assert not any("--nodes=4" in line for line in commands if "train.sbatch" not in line)
     assert not (tmp_path / "runs").exists()
