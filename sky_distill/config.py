@@ -66,6 +66,9 @@ class EngineConfig(ConfigModel):
     kv_cache_dtype: str = "auto"
     trust_remote_code: bool = False
     max_in_flight: int = Field(default=4096, gt=0)  # requests queued in vLLM at once, topped up as they finish
+    # what sampling.logprobs records: the model's own distribution (raw: before temperature, top-k/p,
+    # penalties; what logit distillation needs) or the one sampled from (processed)
+    logprobs_mode: Literal["raw_logprobs", "processed_logprobs"] = "raw_logprobs"
     engine_args: dict[str, Any] = Field(default_factory=dict)  # any other vllm.LLM argument, passed as is
     # OpenAI-compatible servers
     base_url: str | None = None
@@ -278,6 +281,40 @@ class VerifyConfig(ConfigModel):
         return self
 
 
+class FeatureDistillConfig(ConfigModel):
+    """Hidden-state matching between chosen layers (online teacher only)."""
+
+    weight: float = Field(default=0.0, ge=0)
+    kind: Literal["mse", "cosine"] = "mse"
+    # [student, teacher] indices into `output_hidden_states` (0: embeddings, -1: the last layer)
+    layers: list[tuple[int, int]] = Field(default_factory=list)
+
+
+class DistillConfig(ConfigModel):
+    """Logit (and feature) distillation beside the trace cross-entropy; used when train.loss is distill."""
+
+    kind: Literal["forward_kl", "reverse_kl", "jsd", "tv"] = "forward_kl"
+    temperature: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=0.5, ge=0, le=1)  # jsd only: 0 is forward KL, 1 reverse KL
+    ce_weight: float = Field(default=1.0, ge=0)
+    kd_weight: float = Field(default=1.0, ge=0)
+    teacher: Literal["offline", "online"] = "offline"  # stored top-k log-probs, or a teacher forward pass
+    teacher_path: str | None = None  # the teacher (online) or its tokenizer (offline compatibility check)
+    features: FeatureDistillConfig = FeatureDistillConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillConfig:
+        if self.ce_weight == 0 and self.kd_weight == 0 and self.features.weight == 0:
+            raise ValueError("ce_weight, kd_weight and features.weight are all 0: nothing to learn")
+        if self.teacher == "online" and not self.teacher_path:
+            raise ValueError("teacher 'online' needs distill.teacher_path")
+        if self.features.weight > 0 and not self.features.layers:
+            raise ValueError("features.weight > 0 needs features.layers ([[student, teacher], ...])")
+        if self.features.weight > 0 and self.teacher != "online":
+            raise ValueError("feature distillation needs teacher 'online' (hidden states are not stored)")
+        return self
+
+
 class TrainConfig(ConfigModel):
     name: str = Field(min_length=1)
     data: Literal["verified", "all"] = "verified"
@@ -299,7 +336,8 @@ class TrainConfig(ConfigModel):
     packing: bool = True
     group_by_length: bool = False
     chat_template: Literal["auto", "chatml", "llama3"] = "auto"  # auto: the tokenizer's own
-    loss: Literal["ce"] = "ce"
+    loss: Literal["ce", "distill"] = "ce"  # distill: train.distill's mix of CE, KD and feature losses
+    distill: DistillConfig = DistillConfig()
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"

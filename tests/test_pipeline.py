@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sky_distill.generate.topk_store import read_chunks, store_directories
 from sky_distill.records import EvalSample, Problem, SFTExample, Trace, Verdict, read_jsonl_strict
+from sky_distill.tracking import read_metrics
 from sky_distill.verify.math import is_correct
 
 pytestmark = pytest.mark.slow
@@ -60,15 +62,21 @@ def test_every_stage_completed_and_agrees(run):
     unfiltered = read_jsonl_strict(run_dir / "verify" / "sft" / "all.jsonl", SFTExample)
     assert len(unfiltered) == len([t for t in traces if not t.truncated])
 
-    for name in ("sft_verified", "sft_unverified"):
+    for name in ("sft_verified", "sft_unverified", "sft_kd_verified"):
         complete = json.loads((run_dir / "train" / name / "COMPLETE.json").read_text())
         assert complete["steps"] == 6
         assert (run_dir / "train" / name / "final" / "model.safetensors").exists()
     assert json.loads((run_dir / "train" / "sft_verified" / "COMPLETE.json").read_text())["train/data/kept"] == len(
         kept
     )
+    # the KD student read the top-k rows generation stored for exactly the verified traces
+    stored = read_chunks(store_directories(run_dir / "generate" / "shards"))
+    assert set(stored) == {t.key for t in traces} and all(rows.ids.shape[1] == 16 for rows in stored.values())
+    kd_rows = read_metrics(run_dir / "train" / "sft_kd_verified" / "metrics.jsonl")
+    assert all(row["train/loss/kd"] > 0 and row["train/loss/ce"] > 0 for row in kd_rows)
+    assert "train/loss/kd" not in read_metrics(run_dir / "train" / "sft_verified" / "metrics.jsonl")[-1]
 
-    for model in ("tiny-teacher", "tiny-student", "sft_verified", "sft_unverified"):
+    for model in ("tiny-teacher", "tiny-student", "sft_verified", "sft_unverified", "sft_kd_verified"):
         summary = json.loads((run_dir / "eval" / model / "arithmetic" / "summary.json").read_text())
         samples = read_jsonl_strict(run_dir / "eval" / model / "arithmetic" / "samples.jsonl", EvalSample)
         assert len(samples) == 8 * 2 == summary["samples"]
@@ -81,6 +89,7 @@ def test_every_stage_completed_and_agrees(run):
         "tiny-student",
         "sft_verified",
         "sft_unverified",
+        "sft_kd_verified",
     ]
     assert table.strip() in result.stdout
 
@@ -90,5 +99,5 @@ def test_a_second_run_skips_complete_stages(run):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     timings = json.loads((Path(run_dir) / "pipeline.json").read_text())["timings_s"]
-    for label in ("generate", "verify", "train sft_verified", "train sft_unverified", "eval"):
+    for label in ("generate", "verify", "train sft_verified", "train sft_unverified", "train sft_kd_verified", "eval"):
         assert timings[label] == 0.0, timings

@@ -22,7 +22,7 @@ class SettingsChangedError(SkyDistillError):
 
 def trace_settings(model: ModelConfig, sampling: SamplingConfig, per_sample_seeds: bool = True) -> dict[str, Any]:
     """Everything that changes what a sample is, and nothing that only changes how fast it comes."""
-    return {
+    settings = {
         "model": {
             "path": model.path,
             "revision": model.revision,
@@ -42,6 +42,9 @@ def trace_settings(model: ModelConfig, sampling: SamplingConfig, per_sample_seed
         "sampling": sampling.model_dump(exclude={"n"}),
         "per_sample_seeds": per_sample_seeds,
     }
+    if sampling.logprobs is not None:  # raw or processed log-probs are different records
+        settings["logprobs_mode"] = model.engine.logprobs_mode
+    return settings
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

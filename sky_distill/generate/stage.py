@@ -339,7 +339,9 @@ def generate_shard(
     sampling = config.sampling
     summary_path = shard_summary_path(shard_dir, name)
     problem_errors = list(problem_errors or [])
-    with TraceStore(shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds) as store:
+    with TraceStore(
+        shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds, topk=sampling.logprobs
+    ) as store:
         settings = trace_settings(model, sampling, config.per_sample_seeds)
         fingerprint = check_settings(shard_dir / f"{name}.settings.json", settings)
         previous = previous_summary(summary_path)

@@ -6,6 +6,10 @@ batches (every `flush_every` samples or `flush_seconds`) and fsynced at most eve
 a crashed node loses at most the last seconds. Opening the store cuts a torn tail, so a re-run
 sees exactly the samples that were written and generates the rest. A lock file keeps a second process (a requeued SLURM task while the first
 still runs) from writing the same shard.
+
+With `topk` set (generate.sampling.logprobs), each trace's top-k log-probs go to the compact
+store beside the file (`generate/topk_store.py`), written before the lines of each flush; the
+trace line keeps its sampled `token_ids`, which align the stored rows to the response.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from sky_distill.errors import SkyDistillError
 from sky_distill.generate.thoughts import split_thought
+from sky_distill.generate.topk_store import TopKWriter, chunk_dir, numeric_keys, pack_topk
 from sky_distill.records import RecordError, Trace, append_jsonl, iter_jsonl, repair_torn_tail
 
 log = logging.getLogger(__name__)
@@ -62,7 +67,7 @@ def lock_file(path: Path) -> int:
 
 
 class TraceStore:
-    def __init__(self, path: str | Path, flush_every: int = 64, flush_seconds: float = 5.0):
+    def __init__(self, path: str | Path, flush_every: int = 64, flush_seconds: float = 5.0, topk: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock: int | None = lock_file(self.path.with_name(self.path.name + ".lock"))  # before touching the file
@@ -87,6 +92,8 @@ class TraceStore:
                     self.stats[item.key] = TraceStats.of(item)
         self.done: set[tuple[str, int]] = set(self.stats)
         self._pending: list[Trace] = []
+        self.topk = topk
+        self._topk_writer = TopKWriter(chunk_dir(self.path)) if topk else None
         self._last_flush = self._last_sync = time.monotonic()
 
     def __enter__(self) -> TraceStore:
@@ -104,6 +111,10 @@ class TraceStore:
             return False
         self.done.add(trace.key)
         self.stats[trace.key] = TraceStats.of(trace)
+        stored = trace.logprobs is not None and trace.token_ids is not None
+        if self._topk_writer and stored and numeric_keys(trace.logprobs):  # API text keys stay JSON
+            self._topk_writer.add(trace.key, pack_topk(trace.logprobs, trace.token_ids, self.topk))
+            trace = trace.model_copy(update={"logprobs": None})
         self._pending.append(trace)
         if len(self._pending) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
@@ -114,6 +125,8 @@ class TraceStore:
         now = time.monotonic()
         if sync is None:
             sync = now - self._last_sync >= self.flush_seconds
+        if self._topk_writer:
+            self._topk_writer.flush()  # first: every trace line written has its rows
         append_jsonl(self.path, self._pending, fsync=sync)
         self._pending = []
         self._last_flush = now

@@ -50,6 +50,7 @@ def llm_kwargs(model: ModelConfig, seed: int, on_gpu: bool) -> dict[str, Any]:
         "max_num_seqs": options.max_num_seqs,
         "max_num_batched_tokens": options.max_num_batched_tokens,
         "enable_chunked_prefill": options.enable_chunked_prefill,
+        "logprobs_mode": options.logprobs_mode,
         "seed": seed,
     }
     kwargs = {key: value for key, value in kwargs.items() if value is not None}

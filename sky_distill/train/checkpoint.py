@@ -143,6 +143,9 @@ def export_hf_model(
             eos = [eos] if isinstance(eos, int) else list(eos or [])
             module.generation_config.eos_token_id = sorted(set(eos) | set(stop_token_ids))
             module.config.use_cache = True
+        from sky_distill.train.distill import exported_state_dict
+
+        state_dict = exported_state_dict(state_dict if state_dict is not None else module.state_dict())
         module.save_pretrained(str(partial), state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(str(partial))
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -33,6 +33,7 @@ class EncodedExample:
     input_ids: list[int]
     labels: list[int]
     truncated_tokens: int = 0  # tokens cut from the end to fit max_seq_len
+    teacher: Any = None  # offline distillation: `teacher_signal.TeacherRows`, one row per target token
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -40,6 +41,11 @@ class EncodedExample:
     @property
     def num_target_tokens(self) -> int:
         return sum(label != IGNORE_INDEX for label in self.labels)
+
+    @property
+    def response_ids(self) -> list[int]:
+        """The target tokens, in order."""
+        return [label for label in self.labels if label != IGNORE_INDEX]
 
 
 def _render_ids(tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool) -> list[int]:
@@ -148,6 +154,20 @@ def padding_fraction(row_lengths: Sequence[int], padded_lengths: Sequence[int]) 
     return 0.0 if total == 0 else 1.0 - sum(row_lengths) / total
 
 
+def collate_teacher(examples: Sequence[EncodedExample]) -> dict[str, torch.Tensor]:
+    """Stored teacher rows of a micro batch's examples, in the order of `losses.target_positions`
+    (row-major: rows, then examples in a row, then positions); empty if the examples have none."""
+    if all(example.teacher is None for example in examples):
+        return {}
+    if any(example.teacher is None for example in examples):
+        raise ValueError("some examples of a micro batch have teacher rows and some do not")
+    import numpy as np
+
+    ids = np.concatenate([example.teacher.ids for example in examples])
+    logprobs = np.concatenate([example.teacher.logprobs for example in examples])
+    return {"teacher_ids": torch.from_numpy(ids.astype(np.int64)), "teacher_logprobs": torch.from_numpy(logprobs)}
+
+
 def collate_packed(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Tensor]:
     """Tensors for packed rows: position ids restart per example; padding is its own block."""
     width = max(row.length for row in rows)
@@ -163,7 +183,8 @@ def collate_packed(rows: Sequence[PackedRow], pad_id: int) -> dict[str, torch.Te
             position_ids[row_index, offset:end] = torch.arange(len(example))
             offset = end
         position_ids[row_index, offset:] = torch.arange(width - offset)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+    teacher = collate_teacher([example for row in rows for example in row.examples])
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, **teacher}
 
 
 def collate_padded(examples: Sequence[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
@@ -176,7 +197,8 @@ def collate_padded(examples: Sequence[EncodedExample], pad_id: int) -> dict[str,
         input_ids[index, : len(example)] = torch.tensor(example.input_ids)
         labels[index, : len(example)] = torch.tensor(example.labels)
         attention_mask[index, : len(example)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    teacher = collate_teacher(examples)
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask, **teacher}
 
 
 def flatten_rows(rows: Sequence[PackedRow]) -> PackedRow:

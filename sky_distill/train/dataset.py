@@ -8,14 +8,17 @@ is counted with the tokens it lost and named too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sky_distill.generate.topk_store import TopK
 from sky_distill.records import RecordError, SFTExample, iter_jsonl
 from sky_distill.train.data import EncodedExample, encode_conversation
+from sky_distill.train.teacher_signal import TeacherAlignmentError, align_rows
 
 MAX_REPORTED = 20  # locations listed per kind; the counts are always complete
 
@@ -87,8 +90,14 @@ def load_sft_examples(
     max_seq_len: int,
     overlong: str = "truncate",
     end_of_turn: set[int] | None = None,
+    teacher_topk: dict[tuple[str, int], TopK] | None = None,
 ) -> tuple[list[EncodedExample], DataReport]:
-    """Encode every usable record of the SFT files; over-long ones are cut (or dropped) at `max_seq_len`."""
+    """Encode every usable record of the SFT files; over-long ones are cut (or dropped) at `max_seq_len`.
+
+    With `teacher_topk` (offline distillation, keyed by problem id and sample index) each example
+    carries its trace's stored rows; a record without rows, or whose tokens are not the ones the
+    teacher sampled, raises `TeacherAlignmentError` naming file, line and field.
+    """
     if overlong not in ("truncate", "drop"):
         raise ValueError(f"overlong must be 'truncate' or 'drop', got {overlong!r}")
     report = DataReport()
@@ -114,6 +123,10 @@ def load_sft_examples(
                 message = f"no response tokens left within max_seq_len {max_seq_len} ({full_length} tokens)"
                 report.reject(RecordError(str(path), line, "messages", message), "no_response_within_max_seq_len")
                 continue
+            if teacher_topk is not None:
+                encoded = _with_teacher_rows(
+                    encoded, item, teacher_topk, end_of_turn or {tokenizer.eos_token_id}, path, line
+                )
             if encoded.truncated_tokens:
                 report.cut(str(path), line, encoded.truncated_tokens, full_length)
             report.kept += 1
@@ -122,3 +135,18 @@ def load_sft_examples(
             report.longest = max(report.longest, full_length)
             examples.append(encoded)
     return examples, report
+
+
+def _with_teacher_rows(
+    encoded: EncodedExample, item: SFTExample, topk: dict, end_of_turn: set[int], path: str | Path, line: int
+) -> EncodedExample:
+    stored = topk.get((item.problem_id, item.sample_index))
+    if stored is None:
+        raise TeacherAlignmentError(
+            f"{path}:{line}: problem_id/sample_index: no stored teacher top-k log-probs for "
+            f"({item.problem_id!r}, {item.sample_index}); generate with generate.sampling.logprobs=k"
+        )
+    rows = align_rows(encoded.response_ids, bool(encoded.truncated_tokens), stored, end_of_turn)
+    if isinstance(rows, str):
+        raise TeacherAlignmentError(f"{path}:{line}: messages.{len(item.messages) - 1}.content: {rows}")
+    return dataclasses.replace(encoded, teacher=rows)

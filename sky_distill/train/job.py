@@ -23,6 +23,7 @@ class TrainJob(ConfigModel):
     train: TrainConfig
     zero: dict[str, Any] = Field(default_factory=lambda: {"stage": 2})  # the deepspeed/ group's zero_optimization
     data_files: list[str] = Field(min_length=1)
+    teacher_topk_dirs: list[str] = Field(default_factory=list)  # offline distillation: the top-k stores
     output_dir: str
     logger: LoggerConfig = LoggerConfig()
     provenance: dict[str, Any] = Field(default_factory=dict)

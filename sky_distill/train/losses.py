@@ -8,10 +8,11 @@ not change what is optimised. A loss sees the model and the collated batch:
     sums = loss(model, batch)                     # LossSums: total (backward) + named parts (logged)
 
 Targets are the labels shifted by one (`next_token_targets`); every sequence's first label is
-IGNORE_INDEX, so in a packed row no position predicts its neighbour's first token. A
-distillation loss (forward/reverse KL, JSD, TV against a teacher's logits on the same packed
-batch) is another `TokenLoss`: it runs its teacher under `torch.no_grad()` on the same inputs,
-takes both models' logits at `target_positions(batch)` and returns its sums the same way.
+IGNORE_INDEX, so in a packed row no position predicts its neighbour's first token. The
+distillation loss (`train/distill.py`, train.loss=distill) is another `TokenLoss`: it takes the
+student's logits at `target_positions(batch)` and compares them with a teacher's (stored top-k
+rows collated into the batch, or an online teacher run under `torch.no_grad()` on the same
+inputs), returning its sums the same way.
 """
 
 from __future__ import annotations

@@ -70,15 +70,39 @@ def _trim_metrics(metrics_file: Path, before_step: int) -> None:
     metrics_file.write_text("".join(line + "\n" for line in kept))
 
 
-def prepare_data(job: TrainJob, tokenizer: Any) -> tuple[list[PackedRow], DataReport, set[int]]:
-    """Encode, check and pack the SFT files; the same on every rank."""
+def prepare_data(
+    job: TrainJob, tokenizer: Any, teacher_topk: dict | None = None
+) -> tuple[list[PackedRow], DataReport, set[int]]:
+    """Encode, check and pack the SFT files (with their stored teacher rows, if given); the same on every rank."""
     train = job.train
     stops = end_of_turn_ids(tokenizer)
-    examples, report = load_sft_examples(job.data_files, tokenizer, train.max_seq_len, train.overlong, stops)
+    examples, report = load_sft_examples(
+        job.data_files, tokenizer, train.max_seq_len, train.overlong, stops, teacher_topk
+    )
     if not examples:
         raise NoTrainingDataError(f"no usable training examples in {job.data_files}: {report.errors[:3]}")
     learned_stops = {example.labels[-1] for example in examples if not example.truncated_tokens} & stops
     return build_rows(examples, train.packing, train.max_seq_len), report, learned_stops
+
+
+def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
+    """Check the teacher's tokenizer against the student's; read the stored top-k rows (offline)."""
+    from transformers import AutoTokenizer
+
+    from sky_distill.generate.topk_store import read_chunks
+    from sky_distill.train.teacher_signal import check_tokenizers
+
+    distill = job.train.distill
+    if distill.teacher_path:
+        check_tokenizers(tokenizer, AutoTokenizer.from_pretrained(distill.teacher_path), distill.teacher_path)
+    else:
+        log.warning("train.distill.teacher_path is not set: the teacher's tokenizer is not checked")
+    if distill.teacher != "offline" or distill.kd_weight == 0:
+        return None
+    topk = read_chunks(job.teacher_topk_dirs)
+    if not topk:
+        raise NoTrainingDataError(f"no stored teacher top-k log-probs in {job.teacher_topk_dirs}")
+    return topk
 
 
 def run(job: TrainJob) -> dict[str, Any]:
@@ -101,7 +125,9 @@ def run(job: TrainJob) -> dict[str, Any]:
     tokenizer = apply_chat_template_choice(AutoTokenizer.from_pretrained(train.init), train.chat_template)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    rows, report, learned_stops = prepare_data(job, tokenizer)
+    distill = train.distill if train.loss == "distill" else None
+    teacher_topk = load_teacher_signal(job, tokenizer) if distill else None
+    rows, report, learned_stops = prepare_data(job, tokenizer, teacher_topk)
     micro = fit_micro_batch(train.global_batch_size, train.micro_batch_size, dist.world_size)
     plan = BatchPlan(train.global_batch_size, micro, dist.world_size)
     if micro != train.micro_batch_size:
@@ -135,15 +161,30 @@ def run(job: TrainJob) -> dict[str, Any]:
     precision = resolve_precision(train.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     ds_config = render_deepspeed_config(train, job.zero, plan, precision)
     attention = select_attention(train.attn_implementation, cuda)
+    teacher = None
+    if distill and distill.teacher == "online":  # before the student: ZeRO-3 would partition it too
+        from sky_distill.train.distill import load_teacher
+        from sky_distill.train.model import DTYPES
+
+        teacher = load_teacher(distill.teacher_path, DTYPES[precision], dist.device)
     model, _ds_config_alive = load_model(
         train.init, precision, attention, ds_config, train.gradient_checkpointing, train.liger_kernel
     )
+    if distill and distill.features.weight > 0:
+        from sky_distill.train.distill import attach_projections
+
+        attach_projections(model, teacher.config.hidden_size, distill.features.layers)
     num_params = count_parameters(model)
     optimizer, make_scheduler = build_optimizer(model, train, num_steps, uses_optimizer_offload(job.zero))
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
     )
-    loss_fn = build_loss(train.loss)
+    if distill:
+        from sky_distill.train.distill import DistillLoss
+
+        loss_fn = DistillLoss(distill, teacher)
+    else:
+        loss_fn = build_loss(train.loss)
     padding_free = train.packing and attention == "flash_attention_2"  # varlen kernels: one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"

@@ -36,10 +36,21 @@ def run(cfg: Any) -> dict[str, Any]:
     data_file = verify_dir / "sft" / SFT_FILES[train.data]
     output_dir = train_output_dir(paths.run_dir, train.name)
     container = to_container(cfg)
+    topk_dirs = []
+    if train.loss == "distill" and train.distill.teacher == "offline" and train.distill.kd_weight > 0:
+        from sky_distill.generate.topk_store import store_directories
+
+        topk_dirs = [str(path) for path in store_directories(Path(paths.run_dir) / "generate" / "shards")]
+        if not topk_dirs:
+            raise MissingInputError(
+                f"offline distillation needs the teacher's top-k log-probs in {paths.run_dir}/generate/shards/*.topk; "
+                "generate with generate.sampling.logprobs=k (or use train.distill.teacher=online)"
+            )
     job = TrainJob(
         train=train,
         zero=container["deepspeed"]["zero_optimization"],
         data_files=[str(data_file)],
+        teacher_topk_dirs=topk_dirs,
         output_dir=str(output_dir),
         logger=logger,
         provenance=provenance("train", container, {"data": fingerprint_files([data_file]), "init": train.init}),

@@ -45,6 +45,7 @@ def test_every_engine_option_reaches_vllm():
         "max_num_seqs": 128,
         "max_num_batched_tokens": 16384,
         "enable_chunked_prefill": True,
+        "logprobs_mode": "raw_logprobs",  # explicit: KD needs the model's T=1 distribution
         "seed": 7,
         "swap_space": 8,
     }

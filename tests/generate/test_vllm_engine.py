@@ -2,20 +2,46 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.generate.topk_store import read_chunks, store_directories
 from sky_distill.records import Problem, Trace, read_jsonl
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir):
+def printable_model_dir(tiny_model_dir, tmp_path_factory):
+    """The random tiny model, made to write printable ASCII (and EOS) only: its text re-tokenizes to
+    exactly the sampled ids, as a trained model's does, which offline distillation checks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    allowed = {tokenizer.eos_token_id} | {
+        index
+        for index in range(len(tokenizer))
+        if len(text := tokenizer.decode([index])) == 1 and text.isprintable() and text.isascii()
+    }
+    with torch.no_grad():
+        weight = model.get_output_embeddings().weight  # tied: the inputs change too (a random model anyway)
+        for index in range(weight.shape[0]):
+            weight[index] = weight[index] * 30 if index in allowed else 0
+    directory = tmp_path_factory.mktemp("printable-model")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def engine(printable_model_dir):
     model = ModelConfig(
         name="tiny",
-        path=str(tiny_model_dir),
+        path=str(printable_model_dir),
         thought_format="think",
         engine={"dtype": "float32", "max_model_len": 256, "enforce_eager": True},
     )
@@ -34,7 +60,9 @@ def problems(count: int, long_index: int | None = None) -> list[Problem]:
 
 
 def shard(model, holder, directory, items, seed=0, n=3, **sampling):
-    config = GenerateConfig(sampling=SamplingConfig(n=n, temperature=1.0, max_tokens=12, seed=seed, **sampling))
+    config = GenerateConfig(
+        sampling=SamplingConfig(**{"n": n, "temperature": 1.0, "max_tokens": 12, "seed": seed, **sampling})
+    )
     return generate_shard(items, model, config, directory, holder)
 
 
@@ -103,17 +131,64 @@ def test_resume_after_a_crash_fills_only_the_gaps(engine, tmp_path):
 
 def test_top_k_logprobs_of_every_sampled_token(engine, tmp_path):
     model, holder = engine
-    shard(model, holder, tmp_path, problems(3), n=2, logprobs=3)
+    summary = shard(model, holder, tmp_path, problems(3), n=2, logprobs=3)
     traces, _ = read_jsonl(tmp_path / "shard-00000-of-00001.jsonl", Trace)
     tokenizer = holder.get().tokenizer
+    stored = read_chunks(store_directories(tmp_path))
+    assert set(stored) == {trace.key for trace in traces} and summary["complete"]
     for trace in traces:
-        assert len(trace.logprobs) == len(trace.token_ids) == trace.completion_tokens
+        assert trace.logprobs is None  # in the compact store, not the JSON line
+        rows = stored[trace.key]
+        assert rows.ids.shape == rows.logprobs.shape == (trace.completion_tokens, 3)
+        assert rows.sampled.tolist() == trace.token_ids
         assert tokenizer.decode(trace.token_ids, skip_special_tokens=True).startswith(trace.response)
-        for token, position in zip(trace.token_ids, trace.logprobs):
-            assert str(token) in position  # the sampled token, whether or not it is in the top 3
-            assert len(position) in (3, 4) and all(value <= 0 for value in position.values())
-            top = sorted(position.values(), reverse=True)[:3]
-            assert position[str(token)] <= top[0]
+        assert (rows.logprobs <= 0).all() and (np.diff(rows.logprobs.astype(np.float32), axis=1) <= 0).all()
+        assert (rows.ids >= 0).all() and (np.exp(rows.logprobs.astype(np.float32)).sum(1) <= 1.01).all()
+
+
+def test_offline_distillation_reads_the_rows_vllm_wrote(engine, tmp_path, byte_tokenizer):
+    """Raw (T=1, whatever the sampling temperature) top-k rows of the real engine, aligned to the student's tokens of each response: a
+    student that is the teacher is at KD ~ 0 (coarsened to k + 1 buckets); another model is not."""
+    from transformers import AutoModelForCausalLM
+
+    from sky_distill.config import DistillConfig
+    from sky_distill.models.tiny import TinyModelSpec, build_tiny_model
+    from sky_distill.records import Verdict, write_jsonl
+    from sky_distill.train.data import collate_rows, single_rows
+    from sky_distill.train.dataset import load_sft_examples
+    from sky_distill.train.distill import DistillLoss
+    from sky_distill.train.templates import end_of_turn_ids
+    from sky_distill.verify.sft import to_sft_example
+
+    model, holder = engine
+    shard(model, holder, tmp_path, problems(4), n=2, logprobs=8, temperature=0.5)  # rows stay T=1 (raw)
+    traces, _ = read_jsonl(tmp_path / "shard-00000-of-00001.jsonl", Trace)
+    finished = traces  # a truncated response gets the template's end of turn: a padding row
+    verdict = lambda t: Verdict(  # noqa: E731
+        problem_id=t.problem_id,
+        sample_index=t.sample_index,
+        correct=True,
+        status="correct",
+        verifier="v",
+        verifier_version="1",
+    )
+    sft = tmp_path / "verified.jsonl"
+    write_jsonl(sft, [to_sft_example(trace, verdict(trace), "raw") for trace in finished])
+    topk = read_chunks(store_directories(tmp_path))
+    examples, report = load_sft_examples(
+        [sft], byte_tokenizer, 512, end_of_turn=end_of_turn_ids(byte_tokenizer), teacher_topk=topk
+    )
+    assert report.kept == len(finished)
+    batch = collate_rows(single_rows(examples, 512), byte_tokenizer.pad_token_id, packing=False)
+    loss = DistillLoss(DistillConfig(ce_weight=0.0, kd_weight=1.0))
+    tokens = sum(example.num_target_tokens for example in examples)
+    with torch.no_grad():
+        itself = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32)
+        other = build_tiny_model(TinyModelSpec(num_layers=2, max_position_embeddings=512), byte_tokenizer, seed=5)
+        same = float(loss(itself, batch).parts["kd"]) / tokens
+        different = float(loss(other, batch).parts["kd"]) / tokens
+    print(f"KD per token: teacher itself {same:.2e}, another model {different:.3f}")
+    assert same < 2e-3 < different, (same, different)
 
 
 def test_prompt_too_long_is_an_error_per_record(engine, tmp_path):

@@ -56,10 +56,12 @@ def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
         "verify",
         "train-sft_verified",
         "train-sft_unverified",
+        "train-sft_kd_verified",
         "eval-teacher",
         "eval-student",
         "eval-sft_verified",
         "eval-sft_unverified",
+        "eval-sft_kd_verified",
         "table",
     ]
     assert by_label["generate"].array == 4 and by_label["generate"].after == ["bootstrap"]
@@ -71,7 +73,15 @@ def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
     assert by_label["eval-teacher"].after == ["bootstrap"]
     assert by_label["eval-sft_verified"].after == ["train-sft_verified"]
     assert by_label["eval-sft_verified"].overrides[-1] == "eval.models=[sft_verified]"
-    assert by_label["table"].after == ["eval-teacher", "eval-student", "eval-sft_verified", "eval-sft_unverified"]
+    assert by_label["train-sft_kd_verified"].after == ["verify"]
+    assert "train.loss=distill" in by_label["train-sft_kd_verified"].overrides
+    assert by_label["table"].after == [
+        "eval-teacher",
+        "eval-student",
+        "eval-sft_verified",
+        "eval-sft_unverified",
+        "eval-sft_kd_verified",
+    ]
     assert all(job.overrides[:2] == [f"paths.root={tmp_path}", "generate.shard_count=4"] for job in jobs)
 
 
@@ -134,7 +144,7 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("sbatch ")]
-    assert len(commands) == 10  # one shard: no merge job
+    assert len(commands) == 12  # one shard: no merge job; three students trained and evaluated
     assert all("--nodes=4" in line for line in commands if "train.sbatch" in line)
     assert not any("--nodes=4" in line for line in commands if "train.sbatch" not in line)
     assert not (tmp_path / "runs").exists()

@@ -278,3 +278,90 @@ def test_one_gpu_trains_in_bf16_and_exports(tiny_model_dir, sft_file, tmp_path):
     row = read_metrics(tmp_path / "out" / "metrics.jsonl")[-1]
     assert row["train/mem/gpu_peak_gib"] > 0
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "final").dtype == torch.bfloat16
+
+
+def kd_job(tiny_model_dir, sft_file, output_dir, extra, topk_dirs=()) -> TrainJob:
+    """A few ZeRO-2 steps with train.loss=distill."""
+    overrides = [item for item in TRAIN_OVERRIDES if not item.startswith(("train.max_steps", "train.save_every"))]
+    cfg = compose_config(
+        [
+            *overrides,
+            "train.max_steps=4",
+            f"train.init={tiny_model_dir}",
+            "deepspeed=zero2",
+            "train.loss=distill",
+            *extra,
+        ],
+        stage="train",
+    )
+    return TrainJob(
+        train=stage_config(cfg, "train")["train"],
+        zero=OmegaConf.to_container(cfg.deepspeed.zero_optimization, resolve=True),
+        data_files=[str(sft_file)],
+        output_dir=str(output_dir),
+        teacher_topk_dirs=[str(path) for path in topk_dirs],
+    )
+
+
+def test_zero2_distills_from_stored_top_k_and_from_an_online_teacher_with_features(tiny_model_dir, tmp_path):
+    import numpy as np
+
+    from sky_distill.generate.topk_store import TopK, TopKWriter
+    from sky_distill.models.tiny import TinyModelSpec, save_tiny_model
+    from sky_distill.train.data import encode_conversation
+    from sky_distill.train.distill import PROJECTIONS
+    from sky_distill.train.templates import end_of_turn_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    records = [
+        SFTExample(
+            messages=[
+                Message(role="user", content=p.problem),
+                Message(role="assistant", content=reference_response(p, "worked")),
+            ],
+            problem_id=p.id,
+            sample_index=0,
+        )
+        for p in make_problems(ArithmeticSpec(), "train", 32)
+    ]
+    sft = tmp_path / "verified.jsonl"
+    write_jsonl(sft, records)
+    writer = TopKWriter(tmp_path / "shard.topk")  # a teacher sure of the response: 0.9 on its next token
+    for record in records:
+        encoded = encode_conversation(
+            tokenizer, [m.model_dump() for m in record.messages], None, end_of_turn_ids(tokenizer)
+        )
+        sampled = np.asarray(encoded.response_ids, dtype=np.int32)
+        ids = np.stack([sampled, *((sampled + shift) % 256 for shift in (1, 2, 3))], axis=1).astype(np.int32)
+        logprobs = np.log(np.tile([0.9, 0.05, 0.02, 0.01], (len(sampled), 1))).astype(np.float16)
+        writer.add((record.problem_id, 0), TopK(ids, logprobs, sampled))
+    writer.flush()
+
+    offline = tmp_path / "offline"
+    launch(
+        kd_job(
+            tiny_model_dir, sft, offline, [f"train.distill.teacher_path={tiny_model_dir}"], [tmp_path / "shard.topk"]
+        )
+    )
+    rows = read_metrics(offline / "metrics.jsonl")
+    assert completion(offline)["world_size"] == 2 and len(rows) == 4
+    kd = [row["train/loss/kd"] for row in rows]
+    assert all(np.isfinite(kd)) and kd[-1] < kd[0], kd
+    assert rows[-1]["train/loss"] == pytest.approx(rows[-1]["train/loss/ce"] + rows[-1]["train/loss/kd"], rel=1e-5)
+
+    wide = tmp_path / "wide-teacher"  # another width: a learned projection, trained by the ZeRO optimizer
+    save_tiny_model(TinyModelSpec(num_layers=2, hidden_size=256, num_heads=4, num_kv_heads=4), wide, seed=1)
+    online = tmp_path / "online"
+    extra = [
+        "train.distill.teacher=online",
+        f"train.distill.teacher_path={wide}",
+        "train.distill.kind=jsd",
+        "train.distill.temperature=2.0",
+        "train.distill.features.weight=1.0",
+        "train.distill.features.layers=[[1,2]]",
+    ]
+    launch(kd_job(tiny_model_dir, sft, online, extra))
+    rows = read_metrics(online / "metrics.jsonl")
+    assert rows[-1]["train/loss/feature"] < rows[0]["train/loss/feature"] and rows[-1]["train/loss/kd"] > 0
+    exported = AutoModelForCausalLM.from_pretrained(online / "final").state_dict()
+    assert not any(key.startswith(PROJECTIONS) for key in exported)
