@@ -12,6 +12,7 @@ import pytest
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.openai_engine import APIRejectedError
 from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.generate.topk_store import read_chunks, store_directories
 from sky_distill.records import Problem, Trace, read_jsonl_strict
 from tests.conftest import REPO
 from tests.generate.servers import FaultyProxy, VLLMServer
@@ -99,13 +100,19 @@ def test_completions_api_with_logprobs_and_token_ids(server, tiny_model_dir, byt
     summary = generate(model, tmp_path, items, logprobs=2)
     assert summary["complete"] and summary["gen/prompt_errors"] == 1  # found locally, never sent
     assert "prompt of 6" in summary["error_examples"][0] and "max_model_len 512" in summary["error_examples"][0]
-    for trace in traces(tmp_path).values():
-        assert len(trace.token_ids) == len(trace.logprobs) == trace.completion_tokens
+    rows = read_chunks(store_directories(tmp_path))  # id-keyed log-probs go to the compact top-k store
+    written = traces(tmp_path)
+    assert set(rows) == set(written)
+    for key, trace in written.items():
+        assert trace.logprobs is None
+        assert len(trace.token_ids) == len(rows[key]) == trace.completion_tokens
+        assert rows[key].sampled.tolist() == trace.token_ids
         decoded = byte_tokenizer.decode(trace.token_ids, skip_special_tokens=True)
         # The server's text leaves out a multi-byte character cut short at the end; the ids keep it.
         assert decoded.startswith(trace.response) and set(decoded[len(trace.response) :]) <= {"\ufffd"}
-        for token, position in zip(trace.token_ids, trace.logprobs):
-            assert str(token) in position and 2 <= len(position) <= 3 and max(position.values()) <= 0
+        top = rows[key].logprobs.astype("float32")
+        assert rows[key].ids.shape == (len(trace.token_ids), 2) and (rows[key].ids >= 0).all()
+        assert (top <= 0).all() and (top[:, 0] >= top[:, 1]).all()
 
 
 def test_a_prompt_too_long_for_the_server_is_a_prompt_error_and_a_wrong_model_stops_the_run(

@@ -95,11 +95,21 @@ class Submitter:
                 return token.split("=", 1)[1]
         raise KeyError(name)
 
-    def wait(self, job_ids: list[str], timeout: float = 900) -> dict[str, str]:
+    def wait(self, job_ids: list[str], timeout: float = 900, check: bool = True) -> dict[str, str]:
         states = self.cluster.wait_for_jobs(job_ids, timeout)
         failed = {job: state for job, state in states.items() if state != "COMPLETED"}
-        assert not failed, f"jobs did not complete: {failed}; logs:\n{self.logs()}"
+        if check:
+            assert not failed, f"jobs did not complete: {failed}; {self.explain(list(failed))}"
         return states
+
+    def explain(self, job_ids: list[str]) -> str:
+        """What SLURM says of the jobs (state, reason, exit code) and the tails of every log."""
+        shown = [self.cluster.command("scontrol", "show", "job", job, check=False).stdout for job in job_ids]
+        daemons = [
+            f"==> {path} <==\n{path.read_text(errors='replace')[-1500:]}"
+            for path in sorted((self.cluster.root / "log").glob("*.out"))
+        ]
+        return "scontrol:\n" + "\n".join(shown) + "\nlogs:\n" + self.logs() + "\n" + "\n".join(daemons)
 
     def wait_until(self, condition, timeout: float, what: str, interval: float = 0.05) -> None:
         deadline = time.monotonic() + timeout
