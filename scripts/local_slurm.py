@@ -74,7 +74,7 @@ def slurm_conf(
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
-        f"AuthInfo=socket={root}/munge/munge.socket",
+        f"AuthInfo=socket={root}/munge/munge.socket,cred_expire=10",  # a requeued job may start again after 10 s
         "CredType=cred/munge",
         f"StateSaveLocation={root}/state",
         f"SlurmdSpoolDir={root}/spool/%n",

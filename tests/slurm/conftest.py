@@ -119,9 +119,10 @@ class Submitter:
             time.sleep(interval)
 
     def start_requeued(self, job_id: str, restarts: int = 1, timeout: float = 300) -> None:
-        """Start a requeued job now: release it if held, and skip SLURM's delay before a requeued job may run.
+        """Wait until a requeued job runs again, releasing it if SLURM held it.
 
-        The delay is set once the job's old processes have ended, so this repeats until the job runs.
+        SLURM lets a requeued job start only once its revoked credential has expired (the test
+        cluster's `cred_expire=10`); forcing it earlier gets it killed ("Job credential revoked").
         """
 
         seen_pending = False
@@ -130,13 +131,12 @@ class Submitter:
             nonlocal seen_pending
             if self.job_field(job_id, "Restarts") != str(restarts):
                 return False
-            if self.job_field(job_id, "JobState") != "PENDING":
-                return seen_pending  # before that, the old run may still be ending
+            state = self.job_field(job_id, "JobState")
+            if state != "PENDING":
+                return seen_pending  # before it is pending again, the old run may still be ending
             seen_pending = True
-            # either may find the job already started (the race is harmless): no check
             if self.job_field(job_id, "Reason") in ("JobHeldAdmin", "JobHeldUser"):
                 self.cluster.command("scontrol", "release", job_id, check=False)
-            self.cluster.command("scontrol", "update", f"jobid={job_id}", "StartTime=now", check=False)
             return False
 
         self.wait_until(started, timeout, f"requeued job {job_id} to start again", interval=1.0)
