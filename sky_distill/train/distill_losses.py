@@ -59,6 +59,13 @@ def _chunks(positions: torch.Tensor):
         yield slice(start, start + CHUNK_TOKENS), positions[start : start + CHUNK_TOKENS]
 
 
+def _tempered_divergence_sum(log_p: torch.Tensor, log_q: torch.Tensor, kind: str, temperature: float, beta: float):
+    """Both sides softened by T (log-softmax of scores / T), the divergence summed over rows."""
+    log_p = F.log_softmax(log_p / temperature, dim=-1)
+    log_q = F.log_softmax(log_q / temperature, dim=-1)
+    return divergence(log_p, log_q, kind, beta).sum()
+
+
 def dense_divergence_sum(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -72,9 +79,8 @@ def dense_divergence_sum(
     teacher = teacher_logits.reshape(-1, teacher_logits.size(-1))
     total = student.new_zeros((), dtype=torch.float32)
     for _, rows in _chunks(positions):
-        log_q = F.log_softmax(student.index_select(0, rows).float() / temperature, dim=-1)
-        log_p = F.log_softmax(teacher.index_select(0, rows).float() / temperature, dim=-1)
-        total = total + divergence(log_p, log_q, kind, beta).sum()
+        log_p, log_q = teacher.index_select(0, rows).float(), student.index_select(0, rows).float()
+        total = total + _tempered_divergence_sum(log_p, log_q, kind, temperature, beta)
     return total * temperature**2
 
 
@@ -119,9 +125,8 @@ def sparse_divergence_sum(
         log_p, log_q = bucket_log_probs(
             student.index_select(0, rows).float(), teacher_ids[part], teacher_logprobs[part]
         )
-        log_p = F.log_softmax(log_p / temperature, dim=-1)  # also renormalises rounded float16 rows at T = 1
-        log_q = F.log_softmax(log_q / temperature, dim=-1)
-        total = total + divergence(log_p, log_q, kind, beta).sum()
+        # the log-softmax inside also renormalises rounded float16 rows at T = 1
+        total = total + _tempered_divergence_sum(log_p, log_q, kind, temperature, beta)
     return total * temperature**2
 
 

@@ -72,14 +72,11 @@ def build_cpu_ops() -> list[str]:
 
 
 def main() -> None:
-    clear_stale_locks()
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            print("extensions: a GPU is present; DeepSpeed builds its CUDA ops on first use")
-            return
-    except ImportError:
+    clear_stale_locks()
+    if torch.cuda.is_available():
+        print("extensions: a GPU is present; DeepSpeed builds its CUDA ops on first use")
         return
     started = time.time()
     names = build_cpu_ops()

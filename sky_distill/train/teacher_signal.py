@@ -29,6 +29,10 @@ class TeacherAlignmentError(SkyDistillError, ValueError):
     """Stored teacher rows do not belong to a training response's tokens."""
 
 
+def _differing_keys(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    return sorted(key for key in set(first) | set(second) if first.get(key) != second.get(key))
+
+
 def vocabulary_differences(
     student_vocab: dict[str, int],
     teacher_vocab: dict[str, int],
@@ -41,16 +45,14 @@ def vocabulary_differences(
         problems.append(f"vocabulary size {len(student_vocab)} (student) vs {len(teacher_vocab)} (teacher)")
     differing = [
         f"{token!r}: {student_vocab.get(token)} vs {teacher_vocab.get(token)}"
-        for token in sorted(set(student_vocab) | set(teacher_vocab))
-        if student_vocab.get(token) != teacher_vocab.get(token)
+        for token in _differing_keys(student_vocab, teacher_vocab)
     ]
     if differing:
         shown = "; ".join(differing[:EXAMPLES])
         problems.append(f"{len(differing)} tokens with other ids (student vs teacher), e.g. {shown}")
     special = [
         f"{name}: {student_special.get(name)!r} vs {teacher_special.get(name)!r}"
-        for name in sorted(set(student_special) | set(teacher_special))
-        if student_special.get(name) != teacher_special.get(name)
+        for name in _differing_keys(student_special, teacher_special)
     ]
     if special:
         problems.append("special tokens differ (student vs teacher): " + "; ".join(special))

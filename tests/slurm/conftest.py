@@ -95,11 +95,10 @@ class Submitter:
                 return token.split("=", 1)[1]
         raise KeyError(name)
 
-    def wait(self, job_ids: list[str], timeout: float = 900, check: bool = True) -> dict[str, str]:
+    def wait(self, job_ids: list[str], timeout: float = 900) -> dict[str, str]:
         states = self.cluster.wait_for_jobs(job_ids, timeout)
         failed = {job: state for job, state in states.items() if state != "COMPLETED"}
-        if check:
-            assert not failed, f"jobs did not complete: {failed}; {self.explain(list(failed))}"
+        assert not failed, f"jobs did not complete: {failed}; {self.explain(list(failed))}"
         return states
 
     def explain(self, job_ids: list[str]) -> str:

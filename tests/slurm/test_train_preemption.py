@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from collections import Counter
 
 import pytest
@@ -63,19 +62,11 @@ def test_training_checkpoints_on_the_warning_requeues_and_resumes(
     assert 2 <= stopped_at < STEPS
     assert (output / "checkpoints").exists() and not (output / "COMPLETE.json").exists()
     submitter.start_requeued(job)
-    states = submitter.wait([job], timeout=900, check=False)
-    if states[job] != "COMPLETED" and "restart 1" not in log.read_text():
-        # The requeued run never reached its script: the test cluster failed to launch it (seen once
-        # on a loaded 2-core CI machine). That is SLURM's, not ours: launch it once more, and say so.
-        warnings.warn(f"the requeued job did not launch; launching it again: {submitter.explain([job])}", stacklevel=1)
-        submitter.run("scontrol", "requeue", job)
-        submitter.start_requeued(job, restarts=2)
-        states = submitter.wait([job], timeout=900, check=False)
-    assert states[job] == "COMPLETED", submitter.explain([job])
+    submitter.wait([job], timeout=900)
 
     text = log.read_text()
     assert "asking the step to checkpoint" in text and "checkpointed and asked to be resumed" in text
-    assert "restart 1" in text or "restart 2" in text
+    assert "restart 1" in text
     complete = json.loads((output / "COMPLETE.json").read_text())
     assert complete["steps"] == STEPS and complete["world_size"] == 2
     steps = Counter(row["step"] for row in read_jsonl(output / "metrics.jsonl") if "train/loss" in row)
