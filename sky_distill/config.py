@@ -103,6 +103,8 @@ class BootstrapConfig(ConfigModel):
     num_kv_heads: int = Field(default=2, gt=0)
     intermediate_size: int = Field(default=512, gt=0)
     style: Literal["worked", "direct"] = "worked"
+    carry_slip: float = Field(default=0.0, ge=0, lt=1)  # worked solutions drop each carry with this probability
+    seed: int = 0  # fixed apart from the run's seed: every seed of an experiment distils the same teacher
     num_examples: int = Field(default=20000, gt=0)
     max_steps: int = Field(default=300, gt=0)
     learning_rate: float = Field(default=3e-3, gt=0)
@@ -423,6 +425,8 @@ class EvalTableConfig(ConfigModel):
     runs: list[str] = Field(default_factory=list)  # other run directories to include
     baselines: list[str] | Literal["all"] = "all"  # files in eval/baselines/ (stems), or all
     compare: list[str] = Field(default_factory=list)  # two models: a paired comparison
+    pairs: list[tuple[str, str]] = Field(default_factory=list)  # across seeds: (a, b) differences a - b
+    seed_runs: list[str] = Field(default_factory=list)  # run directories to aggregate as seeds (else `seeds`)
     formats: list[Literal["md", "csv", "tex"]] = Field(default_factory=lambda: ["md", "csv", "tex"])
 
     @model_validator(mode="after")

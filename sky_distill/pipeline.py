@@ -2,6 +2,11 @@
 
 Each stage runs as `python -m sky_distill.cli <stage> <the same overrides>`, so the pipeline
 does exactly what running the stages by hand would do (and what slurm/pipeline.py submits to SLURM).
+
+With `seeds: [0, 1, 2]` the run is an experiment over seeds: the bootstrapped models are built
+once (the teacher stands for a given model), then generation, verification, training and eval
+run once per seed in `<run_dir>/seed-<s>/` (a chain of its own: `seed=<s>` and that run
+directory), and the table aggregates the seeds at `<run_dir>/tables/`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from sky_distill.config import stage_config, to_container
 from sky_distill.errors import SkyDistillError
-from sky_distill.runs import completion, write_json_atomic
+from sky_distill.runs import completion, seed_run_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -31,35 +36,88 @@ class Step:
     stage: str
     overrides: tuple[str, ...]
     outputs: tuple[Path, ...]  # directories whose COMPLETE.json means the step is done
+    chain: str = ""  # the seed chain the step belongs to ("seed-0"); "" for shared steps
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The stages of one seed: its name, seed, run directory and the overrides that select them."""
+
+    name: str
+    seed: int
+    run_dir: Path
+    overrides: tuple[str, ...]
+
+
+SHARED_STAGES = ("bootstrap", "table")  # once per experiment; every other stage once per seed
+
+
+def seed_chains(plain: dict[str, Any], run_dir: Path) -> list[Chain]:
+    """One chain per seed of `seeds`, or the run itself (no extra overrides) when `seeds` is unset."""
+    seeds = plain.get("seeds")
+    if not seeds:
+        return [Chain("", int(plain["seed"]), run_dir, ())]
+    if len(set(seeds)) != len(seeds):
+        raise SkyDistillError(f"seeds {list(seeds)} repeats a seed")
+    chains = []
+    for seed in seeds:
+        directory = seed_run_dir(run_dir, int(seed))
+        overrides = (f"seed={int(seed)}", f"paths.run_dir={quote_override(str(directory))}")
+        chains.append(Chain(f"seed-{int(seed)}", int(seed), directory, overrides))
+    return chains
 
 
 def plan_steps(plain: dict[str, Any], run_dir: Path) -> list[Step]:
-    """The pipeline's steps for its config: stages in order, one train step per student."""
+    """The pipeline's steps: shared stages once, the others once per seed chain, in stage order."""
+    stages = list(plain["pipeline"]["stages"])
+    chains = seed_chains(plain, run_dir)
+    steps: list[Step] = []
+    position = 0
+    while position < len(stages):
+        if stages[position] in SHARED_STAGES:
+            steps += plan_chain(plain, [stages[position]], Chain("", int(plain["seed"]), run_dir, ()))
+            position += 1
+            continue
+        block = []
+        while position < len(stages) and stages[position] not in SHARED_STAGES:
+            block.append(stages[position])
+            position += 1
+        for chain in chains:
+            steps += plan_chain(plain, block, chain)
+    return steps
+
+
+def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain) -> list[Step]:
+    """The steps of `stages` in one chain: one train step per student, one eval step for all models."""
     pipeline = plain["pipeline"]
     students = pipeline["students"]
     eval_models = list(pipeline["eval_models"])
     benchmarks = plain["eval"]["benchmarks"]
+    run_dir = chain.run_dir
+    prefix = f"{chain.name}: " if chain.name else ""
     steps: list[Step] = []
-    for stage in pipeline["stages"]:
+
+    def add(label: str, stage: str, overrides: tuple[str, ...], outputs: tuple[Path, ...]) -> None:
+        steps.append(Step(prefix + label, stage, (*chain.overrides, *overrides), outputs, chain.name))
+
+    for stage in stages:
         if stage == "bootstrap":
-            steps.append(Step("bootstrap", "bootstrap", (), ()))
+            add("bootstrap", "bootstrap", (), ())
         elif stage == "generate":
-            steps.append(Step("generate", "generate", (), (run_dir / "generate",)))
+            add("generate", "generate", (), (run_dir / "generate",))
         elif stage == "verify":
-            steps.append(Step("verify", "verify", (), (run_dir / "verify",)))
+            add("verify", "verify", (), (run_dir / "verify",))
         elif stage == "train":
             for student in students:
                 overrides = (*student.get("overrides", []), f"train.name={student['name']}")
-                steps.append(
-                    Step(f"train {student['name']}", "train", overrides, (run_dir / "train" / student["name"],))
-                )
+                add(f"train {student['name']}", "train", overrides, (run_dir / "train" / student["name"],))
         elif stage == "eval":
             roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
             names = [roles.get(model, model) for model in eval_models]
             outputs = tuple(run_dir / "eval" / name / benchmark for name in names for benchmark in benchmarks)
-            steps.append(Step("eval", "eval", (f"eval.models=[{','.join(eval_models)}]",), outputs))
+            add("eval", "eval", (f"eval.models=[{','.join(eval_models)}]",), outputs)
         elif stage == "table":
-            steps.append(Step("table", "table", (), ()))
+            add("table", "table", (), ())
         else:
             raise SkyDistillError(f"pipeline.stages has unknown stage {stage!r}")
     return steps

@@ -30,7 +30,14 @@ TRACKED_PACKAGES = (
     "math-verify",
     "hydra-core",
     "datasets",
+    "numpy",
+    "tokenizers",
 )
+
+
+def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
+    """Where one seed of an experiment over seeds (`seeds: [...]`) writes its stages."""
+    return Path(run_dir) / f"seed-{seed}"
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -118,8 +125,53 @@ def git_commit(directory: str | Path | None = None) -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
+# CPU features that pick different numeric kernels (and so different rounding) in torch, MKL and oneDNN.
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_tile", "amx_bf16")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "VLLM_CPU_OMP_THREADS_BIND")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU model, its core count and the kernel-relevant feature flags (Linux /proc/cpuinfo)."""
+    model, flags = platform.processor() or None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in (None, "", "x86_64"):
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "kernel_flags": [f for f in KERNEL_FLAGS if f in flags]}
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What decides the numerics of a run besides code and seed: CPU and its kernels, threads, GPUs, BLAS.
+
+    Two runs with equal fingerprints, code and config repeat bit for bit (README, Reproducibility);
+    a different CPU or thread count changes floating-point rounding, and results then repeat
+    only statistically.
+    """
+    import torch
+
+    build = torch.__config__.show()
+    description: dict[str, Any] = {
+        "cpu": cpu_description(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "blas": build.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in build else None,
+        "environment": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+    }
+    description["fingerprint"] = fingerprint_object({k: v for k, v in description.items() if k != "environment"})
+    return description
+
+
 def provenance(stage: str, config: dict[str, Any], inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What produced an output: the stage, its resolved config, inputs' fingerprints, versions."""
+    """What produced an output: the stage, its resolved config, inputs' fingerprints, versions, machine."""
     return {
         "stage": stage,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -127,6 +179,7 @@ def provenance(stage: str, config: dict[str, Any], inputs: dict[str, Any] | None
         "python": platform.python_version(),
         "git_commit": git_commit(),
         "packages": package_versions(),
+        "machine": machine_fingerprint(),
         "inputs": inputs or {},
         "config": config,
     }

@@ -62,7 +62,11 @@ def compose(overrides: list[str]) -> Any:
 
 
 def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> list[Job]:
-    """The SLURM jobs for a pipeline config, skipping steps whose outputs are complete."""
+    """The SLURM jobs for a pipeline config, skipping steps whose outputs are complete.
+
+    An experiment over seeds (`seeds: [...]`) is one chain of jobs per seed (labels `seed-<s>.<job>`),
+    each waiting only for its own seed's jobs and the shared bootstrap; the table waits for all.
+    """
     from sky_distill.pipeline import plan_steps
     from sky_distill.runs import completion
 
@@ -72,47 +76,58 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
     students = {student["name"] for student in plain["pipeline"]["students"]}
     shard_count = int(plain["generate"]["shard_count"])
     jobs: list[Job] = []
-    latest: dict[str, list[str]] = {}  # stage -> labels of its submitted jobs
+    latest: dict[tuple[str, str], list[str]] = {}  # (chain, stage) -> labels of its submitted jobs
 
-    def add(job: Job) -> None:
+    def add(job: Job, chain: str) -> None:
         jobs.append(job)
-        latest.setdefault(job.stage, []).append(job.label)
+        latest.setdefault((chain, job.stage), []).append(job.label)
 
-    def upstream(*stages: str) -> list[str]:
-        """The submitted jobs of the nearest earlier stage among `stages` (a skipped stage adds none)."""
+    def upstream(chain: str, *stages: str) -> list[str]:
+        """The submitted jobs of the nearest earlier stage among `stages`, in this chain or shared."""
         for stage in stages:
-            if latest.get(stage):
-                return list(latest[stage])
+            for where in dict.fromkeys((chain, "")):
+                if latest.get((where, stage)):
+                    return list(latest[(where, stage)])
         return []
 
     for step in plan_steps(plain, run_dir):
         if complete(step):
             continue
+        chain = step.chain
+        prefix = f"{chain}." if chain else ""
         own = [*overrides, *step.overrides]
         if step.stage == "bootstrap":
-            add(Job("bootstrap", "bootstrap", own))
+            add(Job(f"{prefix}bootstrap", "bootstrap", own), chain)
         elif step.stage == "generate":
-            add(Job("generate", "generate", own, upstream("bootstrap"), array=shard_count))
+            add(Job(f"{prefix}generate", "generate", own, upstream(chain, "bootstrap"), array=shard_count), chain)
             if shard_count > 1:
-                add(Job("merge", "merge", own, ["generate"]))
+                add(Job(f"{prefix}merge", "merge", own, [f"{prefix}generate"]), chain)
         elif step.stage == "verify":
-            add(Job("verify", "verify", own, upstream("merge", "generate", "bootstrap")))
+            add(Job(f"{prefix}verify", "verify", own, upstream(chain, "merge", "generate", "bootstrap")), chain)
         elif step.stage == "train":
-            name = step.label.removeprefix("train ")
-            add(Job(f"train-{name}", "train", own, upstream("verify", "merge", "generate", "bootstrap")))
+            name = step.label.rsplit("train ", 1)[-1]
+            after = upstream(chain, "verify", "merge", "generate", "bootstrap")
+            add(Job(f"{prefix}train-{name}", "train", own, after), chain)
         elif step.stage == "eval":
-            for model, model_step in eval_steps(plain, run_dir):
+            for model, model_step in eval_steps(plain, run_dir, chain):
                 if complete(model_step):
                     continue
                 if model in students:
-                    after = [label for label in latest.get("train", []) if label == f"train-{model}"]
+                    trained = f"{prefix}train-{model}"
+                    after = [label for label in latest.get((chain, "train"), []) if label == trained]
                 else:
-                    after = upstream("bootstrap")
-                add(Job(f"eval-{safe_name(model)}", "eval", [*overrides, *model_step.overrides], after))
-        elif step.stage == "table":
-            add(Job("table", "table", own, upstream("eval", "train", "verify", "merge", "generate", "bootstrap")))
+                    after = upstream(chain, "bootstrap")
+                label = f"{prefix}eval-{safe_name(model)}"
+                add(Job(label, "eval", [*overrides, *model_step.overrides], after), chain)
+        elif step.stage == "table":  # after every seed's evals (or the latest stage that ran)
+            after: list[str] = []
+            for stage in ("eval", "train", "verify", "merge", "generate", "bootstrap"):
+                after = [label for (_, planned), labels in latest.items() if planned == stage for label in labels]
+                if after:
+                    break
+            add(Job(f"{prefix}table", "table", own, after), chain)
         else:  # a stage this planner does not know: after everything before it, with its own script
-            add(Job(step.stage, step.stage, own, [job.label for job in jobs]))
+            add(Job(f"{prefix}{step.stage}", step.stage, own, [job.label for job in jobs]), chain)
     return jobs
 
 
@@ -121,8 +136,8 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
 
 
-def eval_steps(plain: dict[str, Any], run_dir: Path) -> list[tuple[str, Any]]:
-    """One eval step per model (its own job), planned by the pipeline's own planner."""
+def eval_steps(plain: dict[str, Any], run_dir: Path, chain: str = "") -> list[tuple[str, Any]]:
+    """One eval step per model (its own job) in one seed chain, planned by the pipeline's own planner."""
     from sky_distill.pipeline import plan_steps
 
     steps = []
@@ -130,7 +145,7 @@ def eval_steps(plain: dict[str, Any], run_dir: Path) -> list[tuple[str, Any]]:
         one = copy.deepcopy(plain)
         one["pipeline"]["stages"] = ["eval"]
         one["pipeline"]["eval_models"] = [model]
-        steps.append((model, plan_steps(one, run_dir)[0]))
+        steps += [(model, step) for step in plan_steps(one, run_dir) if step.chain == chain]
     return steps
 
 

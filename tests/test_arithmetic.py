@@ -39,3 +39,38 @@ def test_reference_responses_verify():
         assert is_correct(reference_response(problem, "worked"), problem.answer)
         assert is_correct(reference_response(problem, "direct"), problem.answer)
         assert not is_correct(reference_response(problem, "worked"), str(int(problem.answer) + 1))
+
+
+def test_a_dropped_carry_is_a_consistent_wrong_solution():
+    from sky_distill.verify.math import extract_answer
+
+    # 58 + 67: the ones carry is dropped, so the tens add 0 and the answer is read off the columns
+    text = worked_solution(58, 67, frozenset({0}))
+    assert "5+6+0=11" in text and extract_answer(text) == "115"
+    # the last column's carry dropped: the leading digit is lost
+    assert extract_answer(worked_solution(58, 67, frozenset({1}))) == "25"
+    # a column without a carry has nothing to drop
+    assert worked_solution(12, 34, frozenset({0, 1})) == worked_solution(12, 34)
+
+
+def test_carry_slips_are_systematic_and_follow_the_rate():
+    import random
+
+    from sky_distill.tasks.arithmetic import slipped_columns
+
+    problems = make_problems(ArithmeticSpec(2, 3, seed=0), "train", 2000)
+    wrong = [p for p in problems if not is_correct(reference_response(p, "worked", 0.3, seed=0), p.answer)]
+    carrying = [p for p in problems if slipped_columns(p.metadata["a"], p.metadata["b"], 1.0, random.Random(0))]
+    assert {p.id for p in wrong} <= {p.id for p in carrying}  # only a sum with a carry can go wrong
+    drops = sum(
+        len(slipped_columns(p.metadata["a"], p.metadata["b"], 0.3, random.Random(i))) for i, p in enumerate(carrying)
+    )
+    chances = sum(len(slipped_columns(p.metadata["a"], p.metadata["b"], 1.0, random.Random(0))) for p in carrying)
+    assert 0.25 < drops / chances < 0.35
+    # the same (seed, problem) always slips the same way; another seed slips elsewhere
+    assert [reference_response(p, "worked", 0.3, seed=0) for p in problems[:50]] == [
+        reference_response(p, "worked", 0.3, seed=0) for p in problems[:50]
+    ]
+    assert [reference_response(p, "worked", 0.3, seed=0) for p in problems] != [
+        reference_response(p, "worked", 0.3, seed=1) for p in problems
+    ]

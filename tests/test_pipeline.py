@@ -1,4 +1,6 @@
-"""The whole pipeline end to end at a tiny size, through the CLI, on the real engines."""
+"""The whole pipeline end to end at a tiny size, through the CLI, on the real engines: an
+experiment over two seeds, its across-seed table, skipping on a re-run, and a replica of one
+seed that must give the same outputs bit for bit (same machine, same thread count)."""
 
 import json
 import subprocess
@@ -31,7 +33,10 @@ TINY = [
     "eval.sampling.n=2",
     "eval.sampling.max_tokens=64",
     "train.max_steps=6",
+    "seeds=[0,1]",
 ]
+STUDENTS = ("sft_verified", "sft_unverified", "sft_kd_verified")
+MODELS = ("tiny-teacher", "tiny-student", *STUDENTS)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +48,10 @@ def run(tmp_path_factory):
     return root / "runs" / "demo", result, command
 
 
-def test_every_stage_completed_and_agrees(run):
-    run_dir, result, _ = run
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_stage_of_each_seed_completed_and_agrees(run, seed):
+    experiment_dir, result, _ = run
+    run_dir = experiment_dir / f"seed-{seed}"
     problems = {p.id: p for p in read_jsonl_strict(run_dir / "generate" / "problems.jsonl", Problem)}
     traces = read_jsonl_strict(run_dir / "generate" / "traces.jsonl", Trace)
     assert len(problems) == 32
@@ -82,15 +89,48 @@ def test_every_stage_completed_and_agrees(run):
         assert len(samples) == 8 * 2 == summary["samples"]
         assert summary["eval/arithmetic/avg@n"] == pytest.approx(sum(s.correct for s in samples) / len(samples))
         assert summary["provenance"]["config"]["eval"]["sampling"]["n"] == 2
+        assert summary["seed"] == seed and summary["provenance"]["config"]["seed"] == seed
+        assert summary["provenance"]["machine"]["torch_threads"] >= 1
 
-    table = (run_dir / "tables" / "results.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == [
-        "tiny-teacher",
-        "tiny-student",
-        "sft_verified",
-        "sft_unverified",
-        "sft_kd_verified",
+
+def test_the_seeds_share_the_teacher_and_problems_but_not_the_samples(run):
+    experiment_dir, _, _ = run
+    traces = {
+        seed: read_jsonl_strict(experiment_dir / f"seed-{seed}" / "generate" / "traces.jsonl", Trace) for seed in (0, 1)
+    }
+    assert {t.problem_id for t in traces[0]} == {t.problem_id for t in traces[1]}
+    assert {t.model for t in traces[0]} == {t.model for t in traces[1]}  # one bootstrapped teacher
+    assert [t.response for t in traces[0]] != [t.response for t in traces[1]]
+    assert not (experiment_dir / "generate").exists()  # nothing per seed at the experiment's top
+
+
+def test_the_table_aggregates_the_seeds(run):
+    experiment_dir, result, _ = run
+    seeds = json.loads((experiment_dir / "tables" / "seeds.json").read_text())
+    assert seeds["seeds"] == 2
+    block = seeds["benchmarks"]["arithmetic"]
+    assert list(block["models"]) == list(MODELS) and block["problems"] == 8
+    for model in MODELS:
+        stats = block["models"][model]
+        per_seed = [
+            json.loads((experiment_dir / f"seed-{seed}" / "eval" / model / "arithmetic" / "summary.json").read_text())
+            for seed in (0, 1)
+        ]
+        assert stats["seed_means"] == pytest.approx([s["eval/arithmetic/avg@n"] for s in per_seed])
+        assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+    differences = block["differences"]
+    assert list(differences) == [
+        "sft_verified - sft_unverified",
+        "sft_kd_verified - sft_verified",
+        "sft_verified - tiny-student",
     ]
+    first = differences["sft_verified - sft_unverified"]
+    assert first["mean"] == pytest.approx(
+        block["models"]["sft_verified"]["mean"] - block["models"]["sft_unverified"]["mean"]
+    )
+    assert 0 < first["p_value"] <= 1
+    table = (experiment_dir / "tables" / "results.md").read_text()
+    assert "tiny-teacher (teacher)" in table and "sft_verified - sft_unverified" in table
     assert table.strip() in result.stdout
 
 
@@ -99,5 +139,41 @@ def test_a_second_run_skips_complete_stages(run):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     timings = json.loads((Path(run_dir) / "pipeline.json").read_text())["timings_s"]
-    for label in ("generate", "verify", "train sft_verified", "train sft_unverified", "train sft_kd_verified", "eval"):
-        assert timings[label] == 0.0, timings
+    for seed in (0, 1):
+        for stage in ("generate", "verify", *(f"train {name}" for name in STUDENTS), "eval"):
+            assert timings[f"seed-{seed}: {stage}"] == 0.0, timings
+
+
+def without_timing(value):
+    """A record without what legitimately differs between two runs: wall times and the run's name."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k not in ("elapsed_s", "run")}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
+def records(path):
+    return [without_timing(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_replica_of_one_seed_is_bitwise_identical(run):
+    """Same code, machine, threads and seed, in a second run directory: every output the same."""
+    experiment_dir, _, command = run
+    replica = [*command[:-1], "seeds=[0]", "run_name=replica"]
+    result = subprocess.run(replica, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    original, copy = experiment_dir / "seed-0", experiment_dir.parent / "replica" / "seed-0"
+    for name in ("generate/traces.jsonl", "verify/verdicts.jsonl", "verify/sft/verified.jsonl", "verify/sft/all.jsonl"):
+        assert records(original / name) == records(copy / name), name
+    stored, replayed = (read_chunks(store_directories(d / "generate" / "shards")) for d in (original, copy))
+    assert stored.keys() == replayed.keys()
+    assert all(
+        (stored[k].ids == replayed[k].ids).all() and (stored[k].logprobs == replayed[k].logprobs).all() for k in stored
+    )
+    for name in STUDENTS:
+        weights = f"train/{name}/final/model.safetensors"
+        assert (original / weights).read_bytes() == (copy / weights).read_bytes(), name
+    for model in MODELS:
+        samples = f"eval/{model}/arithmetic/samples.jsonl"
+        assert records(original / samples) == records(copy / samples), model

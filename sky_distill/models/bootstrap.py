@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MARKER = "bootstrap.json"
 
 
-def bootstrap_fingerprint(model: ModelConfig, task: TaskConfig, seed: int) -> str:
+def bootstrap_fingerprint(model: ModelConfig, task: TaskConfig) -> str:
     """Everything that shapes the bootstrapped weights; a change means a rebuild."""
     return fingerprint_object(
         {
@@ -33,8 +33,7 @@ def bootstrap_fingerprint(model: ModelConfig, task: TaskConfig, seed: int) -> st
             "template": model.prompt_template,
             "system": model.system_prompt,
             "task": {"min_digits": task.min_digits, "max_digits": task.max_digits, "seed": task.seed},
-            "seed": seed,
-            "recipe": 1,
+            "recipe": 2,
         }
     )
 
@@ -53,7 +52,7 @@ def reference_examples(model: ModelConfig, task: TaskConfig, boot: BootstrapConf
         SFTExample(
             messages=[
                 *build_messages(p, model.prompt_template, model.system_prompt),
-                Message(role="assistant", content=reference_response(p, boot.style)),
+                Message(role="assistant", content=reference_response(p, boot.style, boot.carry_slip, boot.seed)),
             ],
             problem_id=p.id,
             source="bootstrap",
@@ -62,15 +61,17 @@ def reference_examples(model: ModelConfig, task: TaskConfig, boot: BootstrapConf
     ]
 
 
-def bootstrap_model(
-    model: ModelConfig, task: TaskConfig, seed: int, num_procs: int, logger: LoggerConfig
-) -> dict[str, Any]:
-    """Train `model` from scratch unless a current copy is cached at its path."""
+def bootstrap_model(model: ModelConfig, task: TaskConfig, num_procs: int, logger: LoggerConfig) -> dict[str, Any]:
+    """Train `model` from scratch unless a current copy is cached at its path.
+
+    The model's own `bootstrap.seed` fixes its weights, not the run's seed: the teacher stands
+    for a given large model, the same for every seed of an experiment.
+    """
     if model.bootstrap is None:
         return {"model": model.name, "status": "not a bootstrapped model"}
     if task.kind != "arithmetic":
         raise ValueError(f"bootstrapping {model.name} needs the arithmetic task, got task.kind={task.kind!r}")
-    fingerprint = bootstrap_fingerprint(model, task, seed)
+    fingerprint = bootstrap_fingerprint(model, task)
     if is_current(model, fingerprint):
         log.info("%s: cached at %s", model.name, model.path)
         return {"model": model.name, "status": "cached", "path": model.path}
@@ -86,7 +87,7 @@ def bootstrap_model(
         intermediate_size=boot.intermediate_size,
         max_position_embeddings=model.engine.max_model_len or 1024,
     )
-    save_tiny_model(spec, work / "init", seed)
+    save_tiny_model(spec, work / "init", boot.seed)
     write_jsonl(work / "data.jsonl", reference_examples(model, task, boot))
     train = TrainConfig(
         name=f"bootstrap-{model.name}",
@@ -101,7 +102,7 @@ def bootstrap_model(
         packing=False,
         precision="fp32",
         num_procs=num_procs,
-        seed=seed,
+        seed=boot.seed,
         log_every=50,
     )
     job = TrainJob(
@@ -129,11 +130,10 @@ def bootstrap_model(
 
 
 def run(cfg: Any) -> dict[str, Any]:
-    from sky_distill.config import stage_config, to_container
+    from sky_distill.config import stage_config
 
     typed = stage_config(cfg, "bootstrap")
-    seed = int(to_container(cfg)["seed"])
     return {
-        role: bootstrap_model(typed[role], typed["task"], seed, typed["train"].num_procs, LoggerConfig())
+        role: bootstrap_model(typed[role], typed["task"], typed["train"].num_procs, LoggerConfig())
         for role in ("teacher", "student")
     }

@@ -3,6 +3,12 @@
 Problems are drawn deterministically from a seed. Each has a reference step-by-step solution
 (what the tiny teacher is bootstrapped on) and a direct answer (what the base student knows),
 and a gold answer that the math verifier checks. The train and test splits never share a pair.
+
+A reference solution can also carry a systematic slip: a carry that is dropped (written as 0
+in the next column), with the answer read off the slipped columns, so the trace is fluent,
+internally consistent and wrong. A teacher bootstrapped on such solutions makes the same kind
+of mistake at a stable rate, the way a real teacher's misconceptions recur, rather than
+failing at random wherever its training happened to stop.
 """
 
 from __future__ import annotations
@@ -35,18 +41,40 @@ def problem_text(a: int, b: int) -> str:
     return f"Compute {a} + {b}."
 
 
-def worked_solution(a: int, b: int) -> str:
-    """Column addition from the ones digit up, one `x+y+carry=sum` line per column."""
+def worked_solution(a: int, b: int, dropped: frozenset[int] = frozenset()) -> str:
+    """Column addition from the ones digit up, one `x+y+carry=sum` line per column.
+
+    A column in `dropped` loses its carry (the next column adds 0); the answer is then read off
+    the columns as written (each sum's last digit, and a final carry only if it was kept).
+    """
     digits_a, digits_b = str(a)[::-1], str(b)[::-1]
-    lines, carry = [], 0
-    for column in range(max(len(digits_a), len(digits_b))):
+    lines, carry, answer = [], 0, 0
+    width = max(len(digits_a), len(digits_b))
+    for column in range(width):
         x = int(digits_a[column]) if column < len(digits_a) else 0
         y = int(digits_b[column]) if column < len(digits_b) else 0
         total = x + y + carry
         lines.append(f"{x}+{y}+{carry}={total}")
-        carry = total // 10
+        answer += (total % 10) * 10**column
+        carry = 0 if column in dropped else total // 10
+    answer += carry * 10**width
     steps = "\n".join(lines)
-    return f"<think>\n{steps}\n</think>\nThe answer is \\boxed{{{a + b}}}."
+    return f"<think>\n{steps}\n</think>\nThe answer is \\boxed{{{answer}}}."
+
+
+def slipped_columns(a: int, b: int, slip_rate: float, rng: random.Random) -> frozenset[int]:
+    """Each carrying column drops its carry with probability `slip_rate` (walked in column order)."""
+    dropped: set[int] = set()
+    carry = 0
+    digits_a, digits_b = str(a)[::-1], str(b)[::-1]
+    for column in range(max(len(digits_a), len(digits_b))):
+        x = int(digits_a[column]) if column < len(digits_a) else 0
+        y = int(digits_b[column]) if column < len(digits_b) else 0
+        carry = (x + y + carry) // 10
+        if carry and rng.random() < slip_rate:
+            dropped.add(column)
+            carry = 0
+    return frozenset(dropped)
 
 
 def direct_solution(a: int, b: int) -> str:
@@ -98,11 +126,18 @@ def make_problems(spec: ArithmeticSpec, split: str, count: int) -> list[Problem]
     ]
 
 
-def reference_response(problem: Problem, style: str) -> str:
-    """The reference response for a generated problem: `worked` (step by step) or `direct`."""
+def reference_response(problem: Problem, style: str, carry_slip: float = 0.0, seed: int = 0) -> str:
+    """The reference response for a generated problem: `worked` (step by step) or `direct`.
+
+    With `carry_slip` > 0 a worked solution drops each carry with that probability, drawn
+    from (seed, problem id), so the same problems always get the same slips.
+    """
     a, b = problem.metadata["a"], problem.metadata["b"]
     if style == "worked":
-        return worked_solution(a, b)
+        dropped = (
+            slipped_columns(a, b, carry_slip, random.Random(f"{seed}-{problem.id}-slip")) if carry_slip else frozenset()
+        )
+        return worked_solution(a, b, dropped)
     if style == "direct":
         return direct_solution(a, b)
     raise ValueError(f"style must be 'worked' or 'direct', got {style!r}")

@@ -304,6 +304,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         "resumed_from": start_step,
         "final_loss": last_loss,
         "world_size": dist.world_size,
+        "threads_per_rank": torch.get_num_threads(),
         "global_batch_size": plan.global_batch_size,
         "micro_batch_size": plan.micro_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,

@@ -16,7 +16,7 @@ def run_table(run_dir, *overrides):
     from sky_distill.evaluate.table_stage import run
 
     root = run_dir.parent.parent
-    return run(compose_config([f"paths.root={root}", *overrides], stage="table"))
+    return run(compose_config([f"paths.root={root}", "seeds=null", *overrides], stage="table"))
 
 
 def test_tables_render_runs_and_cited_baselines(dev_run):

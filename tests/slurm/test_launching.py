@@ -47,7 +47,7 @@ def plan(overrides: list[str]):
 
 
 def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
-    jobs, _ = plan([f"paths.root={tmp_path}", "generate.shard_count=4"])
+    jobs, _ = plan([f"paths.root={tmp_path}", "generate.shard_count=4", "seeds=null"])
     by_label = {job.label: job for job in jobs}
     assert list(by_label) == [
         "bootstrap",
@@ -83,6 +83,34 @@ def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
         "eval-sft_kd_verified",
     ]
     assert all(job.overrides[:2] == [f"paths.root={tmp_path}", "generate.shard_count=4"] for job in jobs)
+
+
+def test_an_experiment_over_seeds_is_one_chain_per_seed(tmp_path):
+    jobs, run_dir = plan([f"paths.root={tmp_path}", "seeds=[0,1]", "generate.shard_count=2"])
+    by_label = {job.label: job for job in jobs}
+    assert [label for label in by_label if not label.startswith("seed-")] == ["bootstrap", "table"]
+    for seed in (0, 1):
+        chain = f"seed-{seed}."
+        assert by_label[chain + "generate"].after == ["bootstrap"] and by_label[chain + "generate"].array == 2
+        assert by_label[chain + "merge"].after == [chain + "generate"]
+        assert by_label[chain + "verify"].after == [chain + "merge"]
+        assert by_label[chain + "train-sft_verified"].after == [chain + "verify"]
+        assert by_label[chain + "eval-sft_verified"].after == [chain + "train-sft_verified"]
+        assert by_label[chain + "eval-teacher"].after == ["bootstrap"]
+        # every job of a chain runs with its seed, in its own run directory
+        for label, job in by_label.items():
+            if label.startswith(chain):
+                assert f"seed={seed}" in job.overrides
+                assert f"paths.run_dir='{run_dir / f'seed-{seed}'}'" in job.overrides
+    evals = [label for label in by_label if ".eval-" in label]
+    assert len(evals) == 10 and by_label["table"].after == evals
+    # a finished seed submits nothing again; the other seed's chain is untouched
+    for stage in ("generate", "verify", "train/sft_verified", "train/sft_unverified", "train/sft_kd_verified"):
+        mark_complete(run_dir / "seed-0" / stage, {})
+    for model in ("tiny-teacher", "tiny-student", "sft_verified", "sft_unverified", "sft_kd_verified"):
+        mark_complete(run_dir / "seed-0" / "eval" / model / "arithmetic", {})
+    labels = [job.label for job in plan([f"paths.root={tmp_path}", "seeds=[0,1]", "generate.shard_count=2"])[0]]
+    assert not any(label.startswith("seed-0.") for label in labels) and "seed-1.generate" in labels
 
 
 def test_one_shard_needs_no_merge_job(tmp_path):
@@ -144,7 +172,8 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("sbatch ")]
-    assert len(commands) == 12  # one shard: no merge job; three students trained and evaluated
+    # bootstrap; per seed (3) one shard (no merge job), verify, three students trained and five models evaluated; table
+    assert len(commands) == 1 + 3 * (2 + 3 + 5) + 1
     assert all("--nodes=4" in line for line in commands if "train.sbatch" in line)
     assert not any("--nodes=4" in line for line in commands if "train.sbatch" not in line)
     assert not (tmp_path / "runs").exists()
@@ -180,7 +209,7 @@ def test_a_local_multirun_gives_each_job_its_own_run_directory(tmp_path, launche
     runs = tmp_path / "runs" / "demo"
     for seed, score in ((1, 0.5), (2, 0.25)):  # each job's own eval result, where its run dir will be
         summary = {"model": "m", "benchmark": "arithmetic", "eval/arithmetic/avg@n": score}
-        mark_complete(runs / f"seed={seed}" / "eval" / "m" / "arithmetic", summary)
+        mark_complete(runs / f"seed={seed},seeds=null" / "eval" / "m" / "arithmetic", summary)
     result = subprocess.run(
         [
             sys.executable,
@@ -191,14 +220,15 @@ def test_a_local_multirun_gives_each_job_its_own_run_directory(tmp_path, launche
             *launcher,
             f"paths.root={tmp_path}",
             "seed=1,2",
+            "seeds=null",  # each job is one run of its own seed (not an experiment over seeds)
         ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| m | 50.0" in (runs / "seed=1" / "tables" / "results.md").read_text()
-    assert "| m | 25.0" in (runs / "seed=2" / "tables" / "results.md").read_text()
+    assert "| m | 50.0" in (runs / "seed=1,seeds=null" / "tables" / "results.md").read_text()
+    assert "| m | 25.0" in (runs / "seed=2,seeds=null" / "tables" / "results.md").read_text()
     assert not (runs / "tables").exists()
     assert len(list((runs / "multirun").glob("table-*/multirun.yaml"))) == 1
 
