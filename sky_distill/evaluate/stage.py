@@ -278,29 +278,30 @@ def evaluate_benchmark(
 
 def evaluate_model(
     model: ModelConfig,
-    engine: LazyEngine,
     config: EvalConfig,
     registry: dict[str, BenchmarkSpec],
     load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every benchmark of one model; `engine` is switched to it (started only if something is missing)."""
-    engine.switch(model)
+    engine = LazyEngine(model, config.sampling.seed)
     results = {}
-    for name in config.benchmarks:
-        out = eval_dir / model.name / name
-        run = plan_run(name, model, registry.get(name), config)
-        done = completion(out)
-        if done is not None and not config.rescore:
-            if done.get("settings") not in (None, run.settings()):
-                raise SettingsChangedError(
-                    f"{out} is complete with other settings; use another run_name or remove that directory"
-                )
-            log.info("%s on %s is complete, skipping", model.name, name)
-            results[name] = done
-            continue
-        results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
+    try:
+        for name in config.benchmarks:
+            out = eval_dir / model.name / name
+            run = plan_run(name, model, registry.get(name), config)
+            done = completion(out)
+            if done is not None and not config.rescore:
+                if done.get("settings") not in (None, run.settings()):
+                    raise SettingsChangedError(
+                        f"{out} is complete with other settings; use another run_name or remove that directory"
+                    )
+                log.info("%s on %s is complete, skipping", model.name, name)
+                results[name] = done
+                continue
+            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
+    finally:
+        engine.close()
     return results
 
 
@@ -381,15 +382,7 @@ def run(cfg: Any) -> dict[str, Any]:
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
-    # One engine, switched from model to model: students of one base model share it (weight_swap).
-    engine = LazyEngine(models[0], config.sampling.seed)
-    try:
-        results = {
-            model.name: evaluate_model(model, engine, config, registry, load, run_dir / "eval", plain)
-            for model in models
-        }
-    finally:
-        engine.close()
+    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
     return headline(results)
 
 

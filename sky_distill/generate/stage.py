@@ -156,21 +156,6 @@ class LazyEngine:
     def __init__(self, model: ModelConfig, seed: int):
         self.model, self.seed = model, seed
         self._engine: Engine | None = None
-        self.swaps = 0
-
-    def switch(self, model: ModelConfig) -> None:
-        """Serve `model` next: in the running engine when it is of the same family, else a new one."""
-        from sky_distill.generate.weight_swap import engine_family
-
-        if self._engine is not None:
-            family = engine_family(model)
-            if family is not None and family == engine_family(self.model) and hasattr(self._engine, "swap_weights"):
-                log.info("loading %s into the running engine (same family as %s)", model.name, self.model.name)
-                self._engine.swap_weights(model)
-                self.swaps += 1
-            else:
-                self.close()
-        self.model = model
 
     @property
     def started(self) -> bool:

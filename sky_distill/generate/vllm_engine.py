@@ -16,7 +16,6 @@ from typing import Any
 from sky_distill.config import ModelConfig, SamplingConfig
 from sky_distill.generate.engine import SampleRequest, SampleResult
 from sky_distill.generate.prompts import render_prompt_ids, resolve_chat_template
-from sky_distill.generate.weight_swap import WORKER_EXTENSION
 from sky_distill.records import Message
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ def llm_kwargs(model: ModelConfig, seed: int, on_gpu: bool) -> dict[str, Any]:
         "enable_chunked_prefill": options.enable_chunked_prefill,
         "logprobs_mode": options.logprobs_mode,
         "seed": seed,
-        "worker_extension_cls": WORKER_EXTENSION,  # lets eval load another checkpoint in place
     }
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if not on_gpu:
@@ -106,12 +104,6 @@ class VLLMEngine:
         self.llm = LLM(**llm_kwargs(model, seed, on_gpu))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
-
-    def swap_weights(self, model: ModelConfig) -> None:
-        """Serve `model`'s weights from now on: a checkpoint of this engine's family (`weight_swap`)."""
-        self.llm.collective_rpc("load_weights_from", args=(model.path,))
-        self.llm.reset_prefix_cache()  # cached KV was computed with the previous weights
-        self.model = model.path
 
     def prompt_token_ids(self, messages: Sequence[Message]) -> list[int]:
         return render_prompt_ids(self.tokenizer, messages, self.chat_template, self.chat_template_kwargs)
