@@ -21,4 +21,4 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean-demo:
-	rm -rf runs/demo models/tiny-teacher models/tiny-student
+	rm -rf runs/demo runs/demo_kd models/tiny-teacher-* models/tiny-student-*

@@ -3,6 +3,7 @@ if it is installed), side by side on the same model, the same encoded data and t
 
     python scripts/bench_train.py                       # the Sky-T1 trace fixture, 16K rows, tiny student
     python scripts/bench_train.py --hidden 256 --layers 4 --steps 10 --out runs/bench_train
+    python scripts/bench_train.py --data demo --steps 200 --warmup 20   # the demo's data, student and batch
 
 Two measurements:
 1. Padding over a whole epoch of the trace fixture's real length distribution (no model): the
@@ -41,6 +42,17 @@ def load_conversations(path: Path, limit: int | None, scale: float = 1.0) -> lis
             trace = row["trace"][: max(1, round(len(row["trace"]) * scale))]
             conversations.append([{"role": "user", "content": row["problem"]}, {"role": "assistant", "content": trace}])
     return conversations[:limit] if limit else conversations
+
+
+def demo_conversations(count: int, seed: int) -> list[list[dict[str, str]]]:
+    """The demo's training data: worked solutions of the arithmetic task, as the teacher writes them."""
+    from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems, reference_response
+
+    problems = make_problems(ArithmeticSpec(2, 3, seed), "train", count)
+    return [
+        [{"role": "user", "content": p.problem}, {"role": "assistant", "content": reference_response(p, "worked")}]
+        for p in problems
+    ]
 
 
 def padding(real: list[int], computed: list[int]) -> float:
@@ -121,7 +133,7 @@ def summarise(steps: list[tuple[float, int, int]], warmup: int) -> dict[str, flo
     return {"tokens_per_s": real / seconds, "padding_fraction": 1 - real / computed, "steps": len(timed)}
 
 
-def run_sky_distill(model_dir: Path, data_file: Path, args, work: Path) -> dict[str, float]:
+def run_sky_distill(model_dir: Path, data_file: Path, args, work: Path, batch: dict) -> dict[str, float]:
     from sky_distill.config import TrainConfig
     from sky_distill.tracking import read_metrics
     from sky_distill.train.job import TrainJob
@@ -135,13 +147,10 @@ def run_sky_distill(model_dir: Path, data_file: Path, args, work: Path) -> dict[
         learning_rate=1e-4,
         warmup_ratio=0.0,
         lr_scheduler="constant",
-        global_batch_size=1,
-        micro_batch_size=1,
         max_seq_len=args.max_seq_len,
-        packing=True,
         attn_implementation="sdpa",
-        num_procs=1,
         log_every=1,
+        **batch,
         seed=args.seed,
     )
     output = work / f"sky-distill-{time.time_ns()}"
@@ -252,6 +261,12 @@ def run_trl(model_dir: Path, examples, tokenizer, args, work: Path):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--data",
+        choices=["traces", "demo"],
+        default="traces",
+        help="traces: the Sky-T1 fixture (long rows); demo: the demo's arithmetic data, student and batch",
+    )
     parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--limit", type=int, default=None, help="use the first N traces")
     parser.add_argument("--max-seq-len", type=int, default=16384)
@@ -276,8 +291,23 @@ def main() -> None:
     from sky_distill.train.dataset import load_sft_examples
     from sky_distill.train.templates import end_of_turn_ids
 
-    if not args.traces.exists():
-        sys.exit(f"{args.traces} not found; pass --traces")
+    demo = args.data == "demo"
+    if demo:  # conf/student/tiny.yaml and conf/train/tiny.yaml: 2 ranks x micro 8, one example per row
+        args.max_seq_len, args.micro = 512, 16
+        ours_name, ours_batch = (
+            "sky-distill (2 ranks x micro 8, unpacked)",
+            {
+                "global_batch_size": 16,
+                "micro_batch_size": 8,
+                "packing": False,
+                "num_procs": 2,
+            },
+        )
+    else:
+        ours_name = "sky-distill (packed, micro 1 row)"
+        ours_batch = {"global_batch_size": 1, "micro_batch_size": 1, "packing": True, "num_procs": 1}
+        if not args.traces.exists():
+            sys.exit(f"{args.traces} not found; pass --traces")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     spec = TinyModelSpec(
         hidden_size=args.hidden,
@@ -285,7 +315,7 @@ def main() -> None:
         num_heads=max(1, args.hidden // 64),
         num_kv_heads=max(1, args.hidden // 64),
         intermediate_size=4 * args.hidden,
-        max_position_embeddings=args.max_seq_len * args.micro,
+        max_position_embeddings=args.max_seq_len if demo else args.max_seq_len * args.micro,
     )
     model_dir = work / "model"
     save_tiny_model(spec, model_dir, seed=args.seed)
@@ -293,7 +323,12 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data_file = work / "traces.jsonl"
-    write_jsonl(data_file, [{"messages": c} for c in load_conversations(args.traces, args.limit, args.length_scale)])
+    conversations = (
+        demo_conversations(args.limit or 4096, args.seed)
+        if demo
+        else load_conversations(args.traces, args.limit, args.length_scale)
+    )
+    write_jsonl(data_file, [{"messages": c} for c in conversations])
     examples, report = load_sft_examples(
         [data_file], tokenizer, args.max_seq_len, "truncate", end_of_turn_ids(tokenizer)
     )
@@ -317,7 +352,7 @@ def main() -> None:
 
     if not args.skip_training:
         runs = {
-            "sky-distill (packed, micro 1 row)": lambda: run_sky_distill(model_dir, data_file, args, work),
+            ours_name: lambda: run_sky_distill(model_dir, data_file, args, work, ours_batch),
             "HF Trainer (micro 1)": lambda: run_hf_trainer(model_dir, examples, tokenizer, args, work, 1, False),
             f"HF Trainer (micro {args.micro}, padded)": lambda: run_hf_trainer(
                 model_dir, examples, tokenizer, args, work, args.micro, False
@@ -326,14 +361,17 @@ def main() -> None:
                 model_dir, examples, tokenizer, args, work, args.micro, True
             ),
         }
-        try:
-            import trl  # noqa: F401
+        if demo:  # batch 1 is not the demo's batch; TRL's packing is the long-trace case
+            del runs["HF Trainer (micro 1)"]
+        else:
+            try:
+                import trl  # noqa: F401
 
-            runs["TRL SFTTrainer (packing bfd, padding-free)"] = lambda: run_trl(
-                model_dir, examples, tokenizer, args, work
-            )
-        except ImportError:
-            print("(TRL not installed: SFTTrainer skipped)")
+                runs["TRL SFTTrainer (packing bfd, padding-free)"] = lambda: run_trl(
+                    model_dir, examples, tokenizer, args, work
+                )
+            except ImportError:
+                print("(TRL not installed: SFTTrainer skipped)")
         for repeat in range(args.repeats):  # interleaved, so a busy spell on the machine hits every trainer
             for name, run in runs.items():
                 print(f"\n== {name} (run {repeat + 1} of {args.repeats})", flush=True)
@@ -342,7 +380,7 @@ def main() -> None:
                 best["runs"].append(result["tokens_per_s"])
                 if result["tokens_per_s"] >= max(best["runs"]):
                     best.update(result)
-        ours = results["training"]["sky-distill (packed, micro 1 row)"]["tokens_per_s"]
+        ours = results["training"][ours_name]["tokens_per_s"]
         print(
             f"\ntraining, best of {args.repeats}, {args.steps} timed steps each, {spec.num_layers} layers x {spec.hidden_size} hidden:"
         )

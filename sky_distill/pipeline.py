@@ -4,9 +4,11 @@ Each stage runs as `python -m sky_distill.cli <stage> <the same overrides>`, so 
 does exactly what running the stages by hand would do (and what slurm/pipeline.py submits to SLURM).
 
 With `seeds: [0, 1, 2]` the run is an experiment over seeds: the bootstrapped models are built
-once (the teacher stands for a given model), then generation, verification, training and eval
-run once per seed in `<run_dir>/seed-<s>/` (a chain of its own: `seed=<s>` and that run
-directory), and the table aggregates the seeds at `<run_dir>/tables/`.
+once (the teacher stands for a given model), then generation, verification, training and the
+eval of the trained students run once per seed in `<run_dir>/seed-<s>/` (a chain of its own:
+`seed=<s>` and that run directory). Models no seed changes (the teacher, the base student, a
+path) are evaluated once, in `<run_dir>/eval/`, and the table aggregates the seeds at
+`<run_dir>/tables/`.
 """
 
 from __future__ import annotations
@@ -84,14 +86,27 @@ def plan_steps(plain: dict[str, Any], run_dir: Path) -> list[Step]:
             position += 1
         for chain in chains:
             steps += plan_chain(plain, block, chain)
+        if "eval" in block and chains[0].name:  # the models no seed changes: once, at the top
+            steps += plan_chain(plain, ["eval"], Chain("", int(plain["seed"]), run_dir, ()), fixed_only=True)
     return steps
 
 
-def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain) -> list[Step]:
-    """The steps of `stages` in one chain: one train step per student, one eval step for all models."""
+def trained_names(plain: dict[str, Any]) -> set[str]:
+    return {student["name"] for student in plain["pipeline"]["students"]}
+
+
+def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain, fixed_only: bool = False) -> list[Step]:
+    """The steps of `stages` in one chain: one train step per student, one eval step for its models.
+
+    A seed chain evaluates only the students it trains; `fixed_only` plans the eval of the rest.
+    """
     pipeline = plain["pipeline"]
     students = pipeline["students"]
     eval_models = list(pipeline["eval_models"])
+    if chain.name:
+        eval_models = [model for model in eval_models if model in trained_names(plain)]
+    elif fixed_only:
+        eval_models = [model for model in eval_models if model not in trained_names(plain)]
     benchmarks = plain["eval"]["benchmarks"]
     run_dir = chain.run_dir
     prefix = f"{chain.name}: " if chain.name else ""
@@ -111,14 +126,14 @@ def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain) -> list[S
             for student in students:
                 overrides = (*student.get("overrides", []), f"train.name={student['name']}")
                 add(f"train {student['name']}", "train", overrides, (run_dir / "train" / student["name"],))
-        elif stage == "eval":
+        elif stage == "eval" and eval_models:
             roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
             names = [roles.get(model, model) for model in eval_models]
             outputs = tuple(run_dir / "eval" / name / benchmark for name in names for benchmark in benchmarks)
             add("eval", "eval", (f"eval.models=[{','.join(eval_models)}]",), outputs)
         elif stage == "table":
             add("table", "table", (), ())
-        else:
+        elif stage != "eval":
             raise SkyDistillError(f"pipeline.stages has unknown stage {stage!r}")
     return steps
 

@@ -127,7 +127,13 @@ def git_commit(directory: str | Path | None = None) -> str | None:
 
 # CPU features that pick different numeric kernels (and so different rounding) in torch, MKL and oneDNN.
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_tile", "amx_bf16")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "VLLM_CPU_OMP_THREADS_BIND")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MKL_CBWR",
+    "ATEN_CPU_CAPABILITY",
+    "VLLM_CPU_OMP_THREADS_BIND",
+)
 
 
 def cpu_description() -> dict[str, Any]:

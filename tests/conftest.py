@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import sky_distill  # noqa: F401  (registers the config's resolvers, as every entry point does)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 BENCHMARKS = SHARED / "benchmarks"

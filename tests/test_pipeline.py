@@ -33,10 +33,12 @@ TINY = [
     "eval.sampling.n=2",
     "eval.sampling.max_tokens=64",
     "train.max_steps=6",
+    "experiment=demo_kd",
     "seeds=[0,1]",
 ]
 STUDENTS = ("sft_verified", "sft_unverified", "sft_kd_verified")
-MODELS = ("tiny-teacher", "tiny-student", *STUDENTS)
+FIXED = ("tiny-teacher", "tiny-student")  # evaluated once for all seeds
+MODELS = (*FIXED, *STUDENTS)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def run(tmp_path_factory):
     command = [sys.executable, "-m", "sky_distill.cli", "pipeline", f"paths.root={root}", *TINY]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return root / "runs" / "demo", result, command
+    return root / "runs" / "demo_kd", result, command
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -83,14 +85,18 @@ def test_every_stage_of_each_seed_completed_and_agrees(run, seed):
     assert all(row["train/loss/kd"] > 0 and row["train/loss/ce"] > 0 for row in kd_rows)
     assert "train/loss/kd" not in read_metrics(run_dir / "train" / "sft_verified" / "metrics.jsonl")[-1]
 
-    for model in ("tiny-teacher", "tiny-student", "sft_verified", "sft_unverified", "sft_kd_verified"):
-        summary = json.loads((run_dir / "eval" / model / "arithmetic" / "summary.json").read_text())
-        samples = read_jsonl_strict(run_dir / "eval" / model / "arithmetic" / "samples.jsonl", EvalSample)
+    # each seed evaluates its own students; the teacher and base student are evaluated once, at the top
+    assert sorted(path.name for path in (run_dir / "eval").iterdir()) == sorted(STUDENTS)
+    for model in MODELS:
+        where = experiment_dir if model in FIXED else run_dir
+        summary = json.loads((where / "eval" / model / "arithmetic" / "summary.json").read_text())
+        samples = read_jsonl_strict(where / "eval" / model / "arithmetic" / "samples.jsonl", EvalSample)
         assert len(samples) == 8 * 2 == summary["samples"]
         assert summary["eval/arithmetic/avg@n"] == pytest.approx(sum(s.correct for s in samples) / len(samples))
         assert summary["provenance"]["config"]["eval"]["sampling"]["n"] == 2
-        assert summary["seed"] == seed and summary["provenance"]["config"]["seed"] == seed
         assert summary["provenance"]["machine"]["torch_threads"] >= 1
+        if model not in FIXED:
+            assert summary["seed"] == seed and summary["provenance"]["config"]["seed"] == seed
 
 
 def test_the_seeds_share_the_teacher_and_problems_but_not_the_samples(run):
@@ -110,10 +116,19 @@ def test_the_table_aggregates_the_seeds(run):
     assert seeds["seeds"] == 2
     block = seeds["benchmarks"]["arithmetic"]
     assert list(block["models"]) == list(MODELS) and block["problems"] == 8
+    assert seeds["fixed"] == list(FIXED)
     for model in MODELS:
         stats = block["models"][model]
         per_seed = [
-            json.loads((experiment_dir / f"seed-{seed}" / "eval" / model / "arithmetic" / "summary.json").read_text())
+            json.loads(
+                (
+                    (experiment_dir if model in FIXED else experiment_dir / f"seed-{seed}")
+                    / "eval"
+                    / model
+                    / "arithmetic"
+                    / "summary.json"
+                ).read_text()
+            )
             for seed in (0, 1)
         ]
         assert stats["seed_means"] == pytest.approx([s["eval/arithmetic/avg@n"] for s in per_seed])
@@ -142,6 +157,7 @@ def test_a_second_run_skips_complete_stages(run):
     for seed in (0, 1):
         for stage in ("generate", "verify", *(f"train {name}" for name in STUDENTS), "eval"):
             assert timings[f"seed-{seed}: {stage}"] == 0.0, timings
+    assert timings["eval"] == 0.0, timings  # the teacher's and base student's, shared
 
 
 def without_timing(value):
@@ -176,4 +192,7 @@ def test_a_replica_of_one_seed_is_bitwise_identical(run):
         assert (original / weights).read_bytes() == (copy / weights).read_bytes(), name
     for model in MODELS:
         samples = f"eval/{model}/arithmetic/samples.jsonl"
-        assert records(original / samples) == records(copy / samples), model
+        if model in FIXED:
+            assert records(experiment_dir / samples) == records(copy.parent / samples), model
+        else:
+            assert records(original / samples) == records(copy / samples), model

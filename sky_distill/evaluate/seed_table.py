@@ -34,13 +34,23 @@ def seed_tables(
     resamples: int,
     confidence: float,
     seed: int,
+    shared_run: Path | None = None,
 ) -> dict[str, Any]:
-    """Per benchmark: the stats of each model and of each pair's difference (a - b), across seeds."""
-    results: dict[str, Any] = {"seed_runs": [str(run) for run in seed_runs], "benchmarks": {}}
+    """Per benchmark: the stats of each model and of each pair's difference (a - b), across seeds.
+
+    A model that some seed run has not evaluated is a fixed model (the teacher, the base
+    student): evaluated once in `shared_run`, its scores stand for every seed.
+    """
+    results: dict[str, Any] = {"seed_runs": [str(run) for run in seed_runs], "benchmarks": {}, "fixed": []}
     for benchmark in benchmarks:
         matrices = {}
         for model in models:
-            per_seed = [problem_scores(run / "eval" / model / benchmark) for run in seed_runs]
+            if shared_run is not None and not all((run / "eval" / model / benchmark).is_dir() for run in seed_runs):
+                per_seed = [problem_scores(shared_run / "eval" / model / benchmark)] * len(seed_runs)
+                if model not in results["fixed"]:
+                    results["fixed"].append(model)
+            else:
+                per_seed = [problem_scores(run / "eval" / model / benchmark) for run in seed_runs]
             matrices[model], problems = score_matrix(per_seed, f"{model} on {benchmark}")
         shapes = {matrix.shape for matrix in matrices.values()}
         if len(shapes) != 1:
@@ -86,9 +96,11 @@ def seed_markdown(results: dict[str, Any], labels: dict[str, str] | None = None)
             "|---|---|---|---|---|",
         ]
         for model, stats in block["models"].items():
+            fixed = model in results.get("fixed", [])
+            spread = "(fixed model)" if fixed else _percent(stats["seed_sd"])
+            per_seed = "evaluated once" if fixed else _per_seed(stats)
             lines.append(
-                f"| {labels.get(model, model)} | {_percent(stats['mean'])} | {_percent(stats['seed_sd'])} | "
-                f"{_interval(stats)} | {_per_seed(stats)} |"
+                f"| {labels.get(model, model)} | {_percent(stats['mean'])} | {spread} | {_interval(stats)} | {per_seed} |"
             )
         if block["differences"]:
             lines += [

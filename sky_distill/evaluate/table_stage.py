@@ -52,7 +52,9 @@ def seed_runs_of(plain: dict[str, Any], run_dir: Path, listed: list[str]) -> lis
     return runs
 
 
-def run_seed_table(plain: dict[str, Any], config: Any, seed_runs: list[Path], out: Path) -> dict[str, Any]:
+def run_seed_table(
+    plain: dict[str, Any], config: Any, seed_runs: list[Path], run_dir: Path, out: Path
+) -> dict[str, Any]:
     roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
     models = [roles.get(name, name) for name in plain.get("pipeline", {}).get("eval_models", [])] or config.models
     pairs = []
@@ -63,7 +65,14 @@ def run_seed_table(plain: dict[str, Any], config: Any, seed_runs: list[Path], ou
         else:
             log.info("eval.table.pairs: %s - %s skipped (not both evaluated in this run)", a, b)
     results = seed_tables(
-        seed_runs, models, config.benchmarks, pairs, config.bootstrap_resamples, config.confidence, config.sampling.seed
+        seed_runs,
+        models,
+        config.benchmarks,
+        pairs,
+        config.bootstrap_resamples,
+        config.confidence,
+        config.sampling.seed,
+        shared_run=run_dir,
     )
     labels = {roles["teacher"]: f"{roles['teacher']} (teacher)", roles["student"]: f"{roles['student']} (base student)"}
     markdown = seed_markdown(results, labels)
@@ -85,7 +94,7 @@ def run(cfg: Any) -> dict[str, Any]:
     run_dir = Path(paths.run_dir)
     seed_runs = seed_runs_of(to_container(cfg), run_dir, options.seed_runs)
     if seed_runs:
-        return run_seed_table(to_container(cfg), config, seed_runs, run_dir / "tables")
+        return run_seed_table(to_container(cfg), config, seed_runs, run_dir, run_dir / "tables")
     others = [Path(path) for path in options.runs]
     for other in others:
         if not (other / "eval").is_dir():

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sky_distill.config import BootstrapConfig, LoggerConfig, ModelConfig, TaskConfig, TrainConfig
+from sky_distill.models.fingerprint import bootstrap_fingerprint
 from sky_distill.models.tiny import TinyModelSpec, save_tiny_model
 from sky_distill.records import Message, SFTExample, write_jsonl
-from sky_distill.runs import fingerprint_object, read_json, write_json_atomic
+from sky_distill.runs import read_json, write_json_atomic
 from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems, reference_response
 from sky_distill.train.job import TrainJob
 from sky_distill.train.launch import launch
@@ -25,16 +26,10 @@ log = logging.getLogger(__name__)
 MARKER = "bootstrap.json"
 
 
-def bootstrap_fingerprint(model: ModelConfig, task: TaskConfig) -> str:
-    """Everything that shapes the bootstrapped weights; a change means a rebuild."""
-    return fingerprint_object(
-        {
-            "bootstrap": model.bootstrap.model_dump(),
-            "template": model.prompt_template,
-            "system": model.system_prompt,
-            "task": {"min_digits": task.min_digits, "max_digits": task.max_digits, "seed": task.seed},
-            "recipe": 2,
-        }
+def model_fingerprint(model: ModelConfig, task: TaskConfig) -> str:
+    """The fingerprint that also names the model's cache directory (`models/fingerprint.py`)."""
+    return bootstrap_fingerprint(
+        model.bootstrap.model_dump(), model.prompt_template, model.system_prompt, task.model_dump()
     )
 
 
@@ -71,7 +66,7 @@ def bootstrap_model(model: ModelConfig, task: TaskConfig, num_procs: int, logger
         return {"model": model.name, "status": "not a bootstrapped model"}
     if task.kind != "arithmetic":
         raise ValueError(f"bootstrapping {model.name} needs the arithmetic task, got task.kind={task.kind!r}")
-    fingerprint = bootstrap_fingerprint(model, task)
+    fingerprint = model_fingerprint(model, task)
     if is_current(model, fingerprint):
         log.info("%s: cached at %s", model.name, model.path)
         return {"model": model.name, "status": "cached", "path": model.path}

@@ -47,7 +47,7 @@ def plan(overrides: list[str]):
 
 
 def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
-    jobs, _ = plan([f"paths.root={tmp_path}", "generate.shard_count=4", "seeds=null"])
+    jobs, _ = plan([f"paths.root={tmp_path}", "generate.shard_count=4", "seeds=null", "experiment=demo_kd"])
     by_label = {job.label: job for job in jobs}
     assert list(by_label) == [
         "bootstrap",
@@ -88,7 +88,15 @@ def test_the_demo_pipeline_becomes_a_chain_of_jobs(tmp_path):
 def test_an_experiment_over_seeds_is_one_chain_per_seed(tmp_path):
     jobs, run_dir = plan([f"paths.root={tmp_path}", "seeds=[0,1]", "generate.shard_count=2"])
     by_label = {job.label: job for job in jobs}
-    assert [label for label in by_label if not label.startswith("seed-")] == ["bootstrap", "table"]
+    # the teacher and the base student are the same in every seed: evaluated once, after the bootstrap
+    assert [label for label in by_label if not label.startswith("seed-")] == [
+        "bootstrap",
+        "eval-teacher",
+        "eval-student",
+        "table",
+    ]
+    assert by_label["eval-teacher"].after == ["bootstrap"] and by_label["eval-student"].after == ["bootstrap"]
+    assert not any(f"paths.run_dir='{run_dir / 'seed-0'}'" in o for o in by_label["eval-teacher"].overrides)
     for seed in (0, 1):
         chain = f"seed-{seed}."
         assert by_label[chain + "generate"].after == ["bootstrap"] and by_label[chain + "generate"].array == 2
@@ -96,18 +104,18 @@ def test_an_experiment_over_seeds_is_one_chain_per_seed(tmp_path):
         assert by_label[chain + "verify"].after == [chain + "merge"]
         assert by_label[chain + "train-sft_verified"].after == [chain + "verify"]
         assert by_label[chain + "eval-sft_verified"].after == [chain + "train-sft_verified"]
-        assert by_label[chain + "eval-teacher"].after == ["bootstrap"]
+        assert chain + "eval-teacher" not in by_label
         # every job of a chain runs with its seed, in its own run directory
         for label, job in by_label.items():
             if label.startswith(chain):
                 assert f"seed={seed}" in job.overrides
                 assert f"paths.run_dir='{run_dir / f'seed-{seed}'}'" in job.overrides
-    evals = [label for label in by_label if ".eval-" in label]
-    assert len(evals) == 10 and by_label["table"].after == evals
+    evals = [label for label in by_label if "eval-" in label]
+    assert len(evals) == 2 * 2 + 2 and by_label["table"].after == evals
     # a finished seed submits nothing again; the other seed's chain is untouched
-    for stage in ("generate", "verify", "train/sft_verified", "train/sft_unverified", "train/sft_kd_verified"):
+    for stage in ("generate", "verify", "train/sft_verified", "train/sft_unverified"):
         mark_complete(run_dir / "seed-0" / stage, {})
-    for model in ("tiny-teacher", "tiny-student", "sft_verified", "sft_unverified", "sft_kd_verified"):
+    for model in ("sft_verified", "sft_unverified"):
         mark_complete(run_dir / "seed-0" / "eval" / model / "arithmetic", {})
     labels = [job.label for job in plan([f"paths.root={tmp_path}", "seeds=[0,1]", "generate.shard_count=2"])[0]]
     assert not any(label.startswith("seed-0.") for label in labels) and "seed-1.generate" in labels
@@ -172,8 +180,9 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("sbatch ")]
-    # bootstrap; per seed (3) one shard (no merge job), verify, three students trained and five models evaluated; table
-    assert len(commands) == 1 + 3 * (2 + 3 + 5) + 1
+    # bootstrap; per seed (3) one shard (no merge job), verify, two students trained and evaluated;
+    # the teacher and base student evaluated once; table
+    assert len(commands) == 1 + 3 * (2 + 2 + 2) + 2 + 1
     assert all("--nodes=4" in line for line in commands if "train.sbatch" in line)
     assert not any("--nodes=4" in line for line in commands if "train.sbatch" not in line)
     assert not (tmp_path / "runs").exists()
