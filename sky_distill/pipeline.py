@@ -43,8 +43,9 @@ def plan_steps(plain: dict[str, Any], run_dir: Path) -> list[Step]:
     for stage in pipeline["stages"]:
         if stage == "bootstrap":
             steps.append(Step("bootstrap", "bootstrap", (), ()))
-        elif stage == "generate":
-            steps.append(Step("generate", "generate", (), (run_dir / "generate",)))
+        elif stage == "generate":  # every shard in turn, then the merge (slurm/pipeline.py: an array job)
+            shards = ("generate.all_shards=true",) if int(plain["generate"]["shard_count"]) > 1 else ()
+            steps.append(Step("generate", "generate", shards, (run_dir / "generate",)))
         elif stage == "verify":
             steps.append(Step("verify", "verify", (), (run_dir / "verify",)))
         elif stage == "train":

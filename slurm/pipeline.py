@@ -91,10 +91,10 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
         own = [*overrides, *step.overrides]
         if step.stage == "bootstrap":
             add(Job("bootstrap", "bootstrap", own))
-        elif step.stage == "generate":
-            add(Job("generate", "generate", own, upstream("bootstrap"), array=shard_count))
+        elif step.stage == "generate":  # the local step's shards as array tasks (not all_shards)
+            add(Job("generate", "generate", list(overrides), upstream("bootstrap"), array=shard_count))
             if shard_count > 1:
-                add(Job("merge", "merge", own, ["generate"]))
+                add(Job("merge", "merge", list(overrides), ["generate"]))
         elif step.stage == "verify":
             add(Job("verify", "verify", own, upstream("merge", "generate", "bootstrap")))
         elif step.stage == "train":
