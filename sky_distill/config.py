@@ -109,6 +109,33 @@ class BootstrapConfig(ConfigModel):
     batch_size: int = Field(default=64, gt=0)
 
 
+class ServeConfig(ConfigModel):
+    """A vLLM deployment of a model too big for one node (slurm/serve.sbatch): tensor parallel
+    within each node, pipeline parallel across nodes, over a Ray cluster; OpenAI-compatible."""
+
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=8, ge=0)
+    tensor_parallel_size: int = Field(default=8, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    port: int = Field(default=8000, gt=0, lt=65536)
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=None, gt=0)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    reasoning_parser: str | None = None  # e.g. deepseek_r1: the thinking comes back in its own field
+    args: list[str] = Field(default_factory=list)  # any other server argument, passed as is
+    startup_timeout_s: float = Field(default=3600.0, gt=0)  # loading 671B takes a while
+
+    @model_validator(mode="after")
+    def _fits_the_nodes(self) -> ServeConfig:
+        gpus = self.tensor_parallel_size * self.pipeline_parallel_size
+        if self.gpus_per_node and gpus != self.nodes * self.gpus_per_node:
+            raise ValueError(
+                f"tensor_parallel_size x pipeline_parallel_size = {gpus} GPUs, but nodes x gpus_per_node = "
+                f"{self.nodes} x {self.gpus_per_node} = {self.nodes * self.gpus_per_node}"
+            )
+        return self
+
+
 PROMPT_FIELDS = ("problem", "choices")  # the placeholders a prompt template may use
 ThoughtFormat = Literal["none", "think", "sky_t1", "reasoning_field"]
 
@@ -127,6 +154,7 @@ class ModelConfig(ConfigModel):
     thought_format: ThoughtFormat = "none"  # how the model's responses separate thinking from the answer
     engine: EngineConfig = EngineConfig()
     bootstrap: BootstrapConfig | None = None
+    serve: ServeConfig | None = None  # set: slurm/pipeline.py starts this deployment before generation
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> ModelConfig:
@@ -531,6 +559,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "table": {"paths": PathsConfig, "eval": EvalConfig},
 }
 STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
+STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]
 
 
 def stage_config(cfg: Any, stage: str) -> dict[str, Any]:
