@@ -45,6 +45,19 @@ def byte_tokenizer():
     return build_byte_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def smoke_models(tmp_path_factory) -> Path:
+    """The smoke experiment's tiny teacher and student, bootstrapped once for every test that runs a pipeline."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke-models")
+    command = [sys.executable, "-m", "sky_distill.cli", "bootstrap", "experiment=smoke", f"paths.root={root}"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return root / "models"
+
+
 def compose_config(overrides: list[str] | None = None, stage: str = "generate"):
     """The Hydra config the CLI would build for these overrides."""
     from hydra import compose, initialize_config_dir
