@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,6 +57,33 @@ def smoke_models(tmp_path_factory) -> Path:
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def hub_copies(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """Local copies of every recipe data source, a few synthetic rows each (tests/recipes.py)."""
+    from tests.recipes import write_hub_copies
+
+    directory = tmp_path_factory.mktemp("hub")
+    return directory, write_hub_copies(directory)
+
+
+@pytest.fixture(scope="session")
+def recipe_rehearsals(smoke_models, hub_copies, tmp_path_factory):
+    """Each real recipe run locally by `sky-distill pipeline` on the tiny models, then `sky-distill plan`:
+    recipe -> (run directory, overrides, the recorded plan, the pipeline's output)."""
+    from tests.recipes import RECIPES, rehearsal_overrides, sky_distill
+
+    hub, _ = hub_copies
+    runs = {}
+    for recipe in RECIPES:
+        root = tmp_path_factory.mktemp(recipe)
+        overrides = rehearsal_overrides(recipe, root, smoke_models, hub)
+        pipeline = sky_distill("pipeline", *overrides, cwd=root)
+        print(sky_distill("plan", *overrides, cwd=root).stdout)
+        run_dir = root / "runs" / recipe
+        runs[recipe] = (run_dir, overrides, json.loads((run_dir / "plan.json").read_text()), pipeline.stdout)
+    return runs
 
 
 def compose_config(overrides: list[str] | None = None, stage: str = "generate"):
