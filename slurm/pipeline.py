@@ -262,7 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "submitted": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "overrides": list(args.overrides),
-            "jobs": {job.label: {"id": job_ids[job.label], "stage": job.stage, "after": job.after} for job in jobs},
+            "jobs": {
+                job.label: {
+                    "id": job_ids[job.label],
+                    "stage": job.stage,
+                    "after": job.after,
+                    "after_start": job.after_start,
+                }
+                for job in jobs
+            },
         }
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = run_dir / "logs" / "slurm" / f"jobs-{stamp}.json"
