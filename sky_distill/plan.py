@@ -88,6 +88,8 @@ def recipe_plan(typed: dict[str, Any], run_dir: Path, student: str = "sft_verifi
     layout = (
         {"served": teacher.serve.model_dump(include={"nodes", "tensor_parallel_size", "pipeline_parallel_size"})}
         if teacher.serve
+        else {"base_url": engine.base_url}
+        if engine.backend == "openai"
         else {"tensor_parallel_size": engine.tensor_parallel_size, "data_parallel_size": engine.data_parallel_size}
     )
     plan: dict[str, Any] = {
@@ -149,6 +151,8 @@ def format_plan(plan: dict[str, Any], name: str) -> str:
         f"served: {gen['served']['nodes']} nodes, TP {gen['served']['tensor_parallel_size']} x PP "
         f"{gen['served']['pipeline_parallel_size']}"
         if "served" in gen
+        else f"at {gen['base_url']}"
+        if "base_url" in gen
         else f"TP {gen['tensor_parallel_size']} x DP {gen['data_parallel_size']}"
     )
     lines.append(

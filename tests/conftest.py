@@ -71,7 +71,13 @@ def hub_copies(tmp_path_factory) -> tuple[Path, dict[str, int]]:
 @pytest.fixture(scope="session")
 def recipe_rehearsals(smoke_models, hub_copies, tmp_path_factory):
     """Each real recipe run locally by `sky-distill pipeline` on the tiny models, then `sky-distill plan`:
-    recipe -> (run directory, overrides, the recorded plan, the pipeline's output)."""
+    recipe -> (run directory, overrides, the recorded plan, the pipeline's output).
+
+    sky_t1_7b differs from sky_t1_32b only in the student (the tiny one in both) and its ZeRO stage,
+    so it starts from a copy of the 32B run's generation (the same teacher, task and sampling, which
+    tests/test_experiments.py checks) and runs verify, train, eval and table itself."""
+    import shutil
+
     from tests.recipes import RECIPES, rehearsal_overrides, sky_distill
 
     hub, _ = hub_copies
@@ -79,6 +85,8 @@ def recipe_rehearsals(smoke_models, hub_copies, tmp_path_factory):
     for recipe in RECIPES:
         root = tmp_path_factory.mktemp(recipe)
         overrides = rehearsal_overrides(recipe, root, smoke_models, hub)
+        if recipe == "sky_t1_7b":
+            shutil.copytree(runs["sky_t1_32b"][0] / "generate", root / "runs" / recipe / "generate")
         pipeline = sky_distill("pipeline", *overrides, cwd=root)
         print(sky_distill("plan", *overrides, cwd=root).stdout)
         run_dir = root / "runs" / recipe

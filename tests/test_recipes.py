@@ -15,7 +15,7 @@ import pytest
 from sky_distill.config import stage_config
 from sky_distill.plan import format_plan, recipe_plan
 from tests.conftest import compose_config
-from tests.recipes import NUMINA, RECIPES
+from tests.recipes import NUMINA, RECIPES, sky_distill
 
 
 def full_size_plan(recipe: str, *overrides: str) -> dict:
@@ -108,3 +108,21 @@ def test_the_recipe_runs_end_to_end_on_every_shard(recipe, recipe_rehearsals, hu
         summary = json.loads((run_dir / "eval" / "sft_verified" / benchmark / "summary.json").read_text())
         assert summary["samples"] == 2
     assert (run_dir / "tables" / "results.md").exists() and "sft_verified" in stdout
+
+
+@pytest.mark.slow
+def test_the_smoke_pipeline_on_three_shards_gives_the_traces_of_one_shard(smoke_models, tmp_path):
+    models = f"paths.models_dir={smoke_models}"
+    sky_distill("pipeline", "experiment=smoke", models, f"paths.root={tmp_path / 'three'}", "generate.shard_count=3",
+                "pipeline.stages=[generate,verify]", cwd=tmp_path)  # fmt: skip
+    sky_distill("generate", "experiment=smoke", models, f"paths.root={tmp_path / 'one'}", cwd=tmp_path)
+    three, one = tmp_path / "three" / "runs" / "smoke", tmp_path / "one" / "runs" / "smoke"
+    assert len(list((three / "generate" / "shards").glob("shard-?????-of-00003.summary.json"))) == 3
+    traces = [without_time(line) for line in (three / "generate" / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 32 * 2
+    assert traces == [without_time(line) for line in (one / "generate" / "traces.jsonl").read_text().splitlines()]
+    assert (three / "verify" / "COMPLETE.json").exists()  # verify found the merged generation
+
+
+def without_time(line: str) -> dict:
+    return {key: value for key, value in json.loads(line).items() if key != "elapsed_s"}

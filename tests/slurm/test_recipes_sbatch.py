@@ -19,6 +19,7 @@ from tests.slurm.conftest import Submitter, read_jsonl, run_cli, without
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CPU_JOBS = ["--sbatch=--gpus-per-node=0", "--sbatch=--cpus-per-task=1"]
+ONE_ENGINE_PER_NODE = ["--sbatch-generate=--cpus-per-task=4"]  # 16 vLLM starts, two at a time on the 2 test nodes
 TWO_NODE_TRAINING = ["--sbatch-train=--nodes=2", "--sbatch-train=--ntasks-per-node=1"]
 
 
@@ -36,7 +37,7 @@ def sky_t1_on_slurm(slurm_cluster, smoke_models, hub_copies, tmp_path_factory):
     root = tmp_path_factory.mktemp("sky_t1_32b-slurm")
     submitter = Submitter(slurm_cluster, root)
     overrides = rehearsal_overrides("sky_t1_32b", root, smoke_models, hub_copies[0])
-    jobs = submit_pipeline(submitter, overrides, [*CPU_JOBS, *TWO_NODE_TRAINING])
+    jobs = submit_pipeline(submitter, overrides, [*CPU_JOBS, *ONE_ENGINE_PER_NODE, *TWO_NODE_TRAINING])
     run_cli([sys.executable, "-m", "sky_distill.cli", "plan", *overrides], cwd=root, env=submitter.env)
     return root / "runs" / "sky_t1_32b", jobs, submitter
 
