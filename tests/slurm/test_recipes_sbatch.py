@@ -74,11 +74,15 @@ def served_r1_on_slurm(slurm_cluster, smoke_models, hub_copies, tmp_path_factory
     submitter.env.update(SKY_SERVE_HOST="127.0.0.1", SKY_SERVE_POLL_S="2")  # the test nodes' names do not resolve
     teacher = smoke_models / "tiny-teacher"
     overrides = [
-        *rehearsal_overrides("r1_distill_7b", root, smoke_models, hub_copies[0]),
+        *(
+            item
+            for item in rehearsal_overrides("r1_distill_7b", root, smoke_models, hub_copies[0])
+            if item != "teacher=tiny"
+        ),
         # the served R1 teacher, with the tiny teacher behind it on one CPU node
         "teacher=deepseek_r1_served",
         f"teacher.path={teacher}",
-        "teacher.prompt_template={problem}",
+        "teacher.prompt_template='{problem}'",
         "teacher.thought_format=think",
         f"teacher.engine.tokenizer={teacher}",
         "teacher.engine.concurrency=8",
@@ -89,11 +93,11 @@ def served_r1_on_slurm(slurm_cluster, smoke_models, hub_copies, tmp_path_factory
         "teacher.serve.dtype=float32",
         "teacher.serve.max_model_len=512",
         "teacher.serve.reasoning_parser=null",
-        "teacher.serve.args=[--enforce-eager]",
+        "teacher.serve.args=['--enforce-eager']",
         "teacher.serve.startup_timeout_s=600",
         "teacher.serve.port=18431",
     ]
-    jobs = submit_pipeline(submitter, overrides, [*CPU_JOBS, "--sbatch-serve=--cpus-per-task=2"])
+    jobs = submit_pipeline(submitter, overrides, [*CPU_JOBS, *TWO_NODE_TRAINING, "--sbatch-serve=--cpus-per-task=2"])
     return root / "runs" / "r1_distill_7b", jobs, submitter, overrides
 
 
