@@ -25,6 +25,7 @@ STAGES = {
     "eval": ("sky_distill.evaluate.stage", "score models on benchmarks"),
     "table": ("sky_distill.evaluate.table_stage", "compare eval results in a table"),
     "pipeline": ("sky_distill.pipeline", "run every stage in order, skipping complete ones"),
+    "plan": ("sky_distill.plan", "print what a recipe runs: sources, shards, traces, steps (no work)"),
 }
 PASSTHROUGH_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve")
 

@@ -111,6 +111,33 @@ class BootstrapConfig(ConfigModel):
     batch_size: int = Field(default=64, gt=0)
 
 
+class ServeConfig(ConfigModel):
+    """A vLLM deployment of a model too big for one node (slurm/serve.sbatch): tensor parallel
+    within each node, pipeline parallel across nodes, over a Ray cluster; OpenAI-compatible."""
+
+    nodes: int = Field(default=1, ge=1)
+    gpus_per_node: int = Field(default=8, ge=0)
+    tensor_parallel_size: int = Field(default=8, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    port: int = Field(default=8000, gt=0, lt=65536)
+    dtype: str = "auto"
+    max_model_len: int | None = Field(default=None, gt=0)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    reasoning_parser: str | None = None  # e.g. deepseek_r1: the thinking comes back in its own field
+    args: list[str] = Field(default_factory=list)  # any other server argument, passed as is
+    startup_timeout_s: float = Field(default=3600.0, gt=0)  # loading 671B takes a while
+
+    @model_validator(mode="after")
+    def _fits_the_nodes(self) -> ServeConfig:
+        gpus = self.tensor_parallel_size * self.pipeline_parallel_size
+        if self.gpus_per_node and gpus != self.nodes * self.gpus_per_node:
+            raise ValueError(
+                f"tensor_parallel_size x pipeline_parallel_size = {gpus} GPUs, but nodes x gpus_per_node = "
+                f"{self.nodes} x {self.gpus_per_node} = {self.nodes * self.gpus_per_node}"
+            )
+        return self
+
+
 PROMPT_FIELDS = ("problem", "choices")  # the placeholders a prompt template may use
 ThoughtFormat = Literal["none", "think", "sky_t1", "reasoning_field"]
 
@@ -129,6 +156,7 @@ class ModelConfig(ConfigModel):
     thought_format: ThoughtFormat = "none"  # how the model's responses separate thinking from the answer
     engine: EngineConfig = EngineConfig()
     bootstrap: BootstrapConfig | None = None
+    serve: ServeConfig | None = None  # set: slurm/pipeline.py starts this deployment before generation
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> ModelConfig:
@@ -155,11 +183,26 @@ class ModelConfig(ConfigModel):
 # --- task ---------------------------------------------------------------------------------
 
 
+class TaskSourceConfig(ConfigModel):
+    """One source of a mixture: a Hub dataset split (or its local JSONL copy), filtered and drawn."""
+
+    dataset: str = Field(min_length=1)
+    subset: str | None = None
+    split: str = "train"
+    where: dict[str, str | list[str]] = Field(default_factory=dict)  # column -> value(s) a row must have
+    head: int | None = Field(default=None, gt=0)  # the first N rows that pass `where` (Sky-T1: olympiads 20K)
+    count: int | None = Field(default=None, gt=0)  # at most N of those, drawn by (seed, source); null: all
+    fields: dict[str, str] = Field(default_factory=dict)  # record field -> source column
+    answer_type: Literal["math", "code", "choice"] = "math"
+    answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
+    tests_from: Literal["apps"] | None = None  # apps: APPS/TACO `input_output` -> the verifier's test contract
+
+
 class TaskConfig(ConfigModel):
-    """Where problems come from: the synthetic task, a local JSONL file, or a Hub dataset."""
+    """Where problems come from: the synthetic task, a local JSONL file, a Hub dataset, or a mixture."""
 
     name: str = Field(min_length=1)
-    kind: Literal["arithmetic", "jsonl", "hub"] = "arithmetic"
+    kind: Literal["arithmetic", "jsonl", "hub", "mixture"] = "arithmetic"
     seed: int = 0
     # arithmetic
     min_digits: int = Field(default=2, ge=1)
@@ -175,6 +218,10 @@ class TaskConfig(ConfigModel):
     answer_type: Literal["math", "code", "choice"] = "math"
     answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
     limit: int | None = Field(default=None, gt=0)
+    # mixture
+    sources: dict[str, TaskSourceConfig | None] = Field(default_factory=dict)  # null drops an inherited source
+    local_dir: str | None = None  # <local_dir>/<source>.jsonl, in the Hub's columns, instead of the Hub
+    expected_traces: int | None = Field(default=None, gt=0)  # kept traces the published recipe trained on
 
     @model_validator(mode="after")
     def _source_is_named(self) -> TaskConfig:
@@ -182,6 +229,8 @@ class TaskConfig(ConfigModel):
             raise ValueError("task kind 'jsonl' needs task.path")
         if self.kind == "hub" and not self.dataset:
             raise ValueError("task kind 'hub' needs task.dataset")
+        if self.kind == "mixture" and not any(self.sources.values()):
+            raise ValueError("task kind 'mixture' needs task.sources")
         if self.min_digits > self.max_digits:
             raise ValueError("task.min_digits must not exceed task.max_digits")
         return self
@@ -209,6 +258,7 @@ class GenerateConfig(ConfigModel):
     sampling: SamplingConfig = SamplingConfig()
     shard_index: int = Field(default=0, ge=0)
     shard_count: int = Field(default=1, ge=1)
+    all_shards: bool = False  # every shard in turn in one process, then merge (the local pipeline)
     per_sample_seeds: bool = True  # each sample its own seed (same traces however run); false: vLLM's own seed only
     flush_every: int = Field(default=64, gt=0)  # samples buffered before an append (and fsync)
     flush_seconds: float = Field(default=5.0, gt=0)  # ... or seconds; fsync at most this often
@@ -332,6 +382,7 @@ class TrainConfig(ConfigModel):
     adam_beta2: float = Field(default=0.95, ge=0, lt=1)
     adam_epsilon: float = Field(default=1e-8, gt=0)
     global_batch_size: int = Field(default=96, gt=0)
+    batch_unit: Literal["rows", "examples"] = "rows"  # what global_batch_size counts (sky_distill.train.schedule)
     micro_batch_size: int = Field(default=1, gt=0)
     max_seq_len: int = Field(default=16384, gt=0)
     overlong: Literal["truncate", "drop"] = "truncate"  # examples longer than max_seq_len
@@ -512,6 +563,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "table": {"paths": PathsConfig, "eval": EvalConfig},
 }
 STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
+STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]
 
 
 def stage_config(cfg: Any, stage: str) -> dict[str, Any]:

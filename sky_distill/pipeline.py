@@ -118,8 +118,9 @@ def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain, fixed_onl
     for stage in stages:
         if stage == "bootstrap":
             add("bootstrap", "bootstrap", (), ())
-        elif stage == "generate":
-            add("generate", "generate", (), (run_dir / "generate",))
+        elif stage == "generate":  # every shard in turn, then the merge (slurm/pipeline.py: an array job)
+            shards = ("generate.all_shards=true",) if int(plain["generate"]["shard_count"]) > 1 else ()
+            add("generate", "generate", shards, (run_dir / "generate",))
         elif stage == "verify":
             add("verify", "verify", (), (run_dir / "verify",))
         elif stage == "train":

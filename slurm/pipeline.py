@@ -33,7 +33,7 @@ from typing import Any
 
 SLURM_DIR = Path(__file__).resolve().parent
 REPO = SLURM_DIR.parent
-STAGES = ("bootstrap", "generate", "merge", "verify", "train", "eval", "table")
+STAGES = ("bootstrap", "serve", "generate", "merge", "verify", "train", "eval", "table")
 
 
 @dataclass
@@ -43,8 +43,10 @@ class Job:
     label: str
     stage: str
     overrides: list[str]
-    after: list[str] = field(default_factory=list)  # labels of jobs this one depends on
+    after: list[str] = field(default_factory=list)  # labels of jobs this one depends on (afterok)
     array: int | None = None  # number of array tasks (generation shards)
+    after_start: list[str] = field(default_factory=list)  # labels of jobs that need only have started (a server)
+    sbatch: list[str] = field(default_factory=list)  # options from the config (GPUs, the server's URL file)
 
 
 def compose(overrides: list[str]) -> Any:
@@ -98,10 +100,31 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
         own = [*overrides, *step.overrides]
         if step.stage == "bootstrap":
             add(Job(f"{prefix}bootstrap", "bootstrap", own), chain)
-        elif step.stage == "generate":
-            add(Job(f"{prefix}generate", "generate", own, upstream(chain, "bootstrap"), array=shard_count), chain)
+        elif step.stage == "generate":  # the local step's shards as array tasks (not all_shards)
+            teacher = plain["teacher"]
+            chain_dir = step.outputs[0].parent
+            array_overrides = [*overrides, *(o for o in step.overrides if o != "generate.all_shards=true")]
+            options, started = generate_resources(plain, chain_dir), []
+            if teacher.get("serve"):
+                serve = teacher["serve"]
+                nodes = [f"--nodes={serve['nodes']}", f"--gpus-per-node={serve['gpus_per_node']}"]
+                after = upstream(chain, "bootstrap")
+                add(Job(f"{prefix}serve", "serve", array_overrides, after, sbatch=nodes), chain)
+                started = [f"{prefix}serve"]
+            add(
+                Job(
+                    f"{prefix}generate",
+                    "generate",
+                    array_overrides,
+                    upstream(chain, "bootstrap"),
+                    array=shard_count,
+                    after_start=started,
+                    sbatch=options,
+                ),
+                chain,
+            )
             if shard_count > 1:
-                add(Job(f"{prefix}merge", "merge", own, [f"{prefix}generate"]), chain)
+                add(Job(f"{prefix}merge", "merge", array_overrides, [f"{prefix}generate"]), chain)
         elif step.stage == "verify":
             add(Job(f"{prefix}verify", "verify", own, upstream(chain, "merge", "generate", "bootstrap")), chain)
         elif step.stage == "train":
@@ -131,6 +154,23 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
     return jobs
 
 
+def generate_resources(plain: dict[str, Any], run_dir: Path) -> list[str]:
+    """sbatch options of a generation task from the config: an in-process vLLM teacher gets its
+    tensor x data parallel GPUs; a served one waits for the URL its server job writes."""
+    teacher = plain["teacher"]
+    engine = teacher["engine"]
+    if teacher.get("serve"):
+        from sky_distill.config import ModelConfig
+        from sky_distill.generate.serve import url_file
+
+        path = url_file(run_dir, ModelConfig.model_validate(teacher))
+        timeout = int(teacher["serve"]["startup_timeout_s"])
+        return [f"--export=ALL,SKY_SERVE_URL_FILE={path},SKY_SERVE_TIMEOUT_S={timeout}"]
+    if engine["backend"] == "vllm" and teacher.get("bootstrap") is None:
+        return [f"--gpus-per-node={engine['tensor_parallel_size'] * engine['data_parallel_size']}"]
+    return []
+
+
 def safe_name(name: str) -> str:
     """A model name or path as part of a job name and log file name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
@@ -157,12 +197,14 @@ def sbatch_command(
     command = ["sbatch", "--parsable", f"--job-name={run_name}.{job.label}", f"--output={log_dir / pattern}"]
     if job.array:
         command.append(f"--array=0-{job.array - 1}")
+    dependencies = []
     if job.after:
-        command += [
-            f"--dependency=afterok:{':'.join(job_ids[label] for label in job.after)}",
-            "--kill-on-invalid-dep=yes",
-        ]
-    command += [*extra, *stage_extra, str(SLURM_DIR / f"{job.stage}.sbatch"), *job.overrides]
+        dependencies.append(f"afterok:{':'.join(job_ids[label] for label in job.after)}")
+    if job.after_start:
+        dependencies.append(f"after:{':'.join(job_ids[label] for label in job.after_start)}")
+    if dependencies:
+        command += [f"--dependency={','.join(dependencies)}", "--kill-on-invalid-dep=yes"]
+    command += [*job.sbatch, *extra, *stage_extra, str(SLURM_DIR / f"{job.stage}.sbatch"), *job.overrides]
     return command
 
 
@@ -232,14 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     job_ids = submit(jobs, run_dir, plain["run_name"], args)
     width = max(len(job.label) for job in jobs)
     for job in jobs:
-        after = ", ".join(job.after) or "-"
+        after = ", ".join([*job.after, *(f"{label} (started)" for label in job.after_start)]) or "-"
         tasks = f" ({job.array} array tasks)" if job.array else ""
         print(f"{job.label:<{width}}  {job_ids[job.label]:>10}  after: {after}{tasks}")
     if not args.dry_run:
         record = {
             "submitted": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "overrides": list(args.overrides),
-            "jobs": {job.label: {"id": job_ids[job.label], "stage": job.stage, "after": job.after} for job in jobs},
+            "jobs": {
+                job.label: {
+                    "id": job_ids[job.label],
+                    "stage": job.stage,
+                    "after": job.after,
+                    "after_start": job.after_start,
+                }
+                for job in jobs
+            },
         }
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = run_dir / "logs" / "slurm" / f"jobs-{stamp}.json"

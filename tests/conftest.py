@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -45,6 +46,55 @@ def byte_tokenizer():
     from sky_distill.models.tokenizer import build_byte_tokenizer
 
     return build_byte_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def smoke_models(tmp_path_factory) -> Path:
+    """The smoke experiment's tiny teacher and student, bootstrapped once for every test that runs a pipeline."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke-models")
+    command = [sys.executable, "-m", "sky_distill.cli", "bootstrap", "experiment=smoke", f"paths.root={root}"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
+def hub_copies(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """Local copies of every recipe data source, a few synthetic rows each (tests/recipes.py)."""
+    from tests.recipes import write_hub_copies
+
+    directory = tmp_path_factory.mktemp("hub")
+    return directory, write_hub_copies(directory)
+
+
+@pytest.fixture(scope="session")
+def recipe_rehearsals(smoke_models, hub_copies, tmp_path_factory):
+    """Each real recipe run locally by `sky-distill pipeline` on the tiny models, then `sky-distill plan`:
+    recipe -> (run directory, overrides, the recorded plan, the pipeline's output).
+
+    sky_t1_7b differs from sky_t1_32b only in the student (the tiny one in both) and its ZeRO stage,
+    so it starts from a copy of the 32B run's generation (the same teacher, task and sampling, which
+    tests/test_experiments.py checks) and runs verify, train, eval and table itself."""
+    import shutil
+
+    from tests.recipes import RECIPES, rehearsal_overrides
+    from tests.recipes import sky_distill as cli
+
+    hub, _ = hub_copies
+    runs = {}
+    for recipe in RECIPES:
+        root = tmp_path_factory.mktemp(recipe)
+        overrides = rehearsal_overrides(recipe, root, smoke_models, hub)
+        if recipe == "sky_t1_7b":
+            shutil.copytree(runs["sky_t1_32b"][0] / "generate", root / "runs" / recipe / "generate")
+        pipeline = cli("pipeline", *overrides, cwd=root)
+        print(cli("plan", *overrides, cwd=root).stdout)
+        run_dir = root / "runs" / recipe
+        runs[recipe] = (run_dir, overrides, json.loads((run_dir / "plan.json").read_text()), pipeline.stdout)
+    return runs
 
 
 def compose_config(overrides: list[str] | None = None, stage: str = "generate"):

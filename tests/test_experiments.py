@@ -18,6 +18,10 @@ def test_sky_t1_32b_is_the_published_recipe():
     assert groups["train"].init == "Qwen/Qwen2.5-32B-Instruct"
     train = groups["train"]
     assert (train.learning_rate, train.epochs, train.global_batch_size, train.max_seq_len) == (1e-5, 3, 96, 16384)
+    assert train.batch_unit == "examples"  # 96 traces a step, as published (not 96 packed rows)
+    assert groups["generate"].sampling.logprobs is None  # an SFT recipe stores no teacher distribution
+    assert (groups["teacher"].engine.tensor_parallel_size, groups["teacher"].engine.data_parallel_size) == (4, 2)
+    assert groups["task"].kind == "mixture" and groups["task"].expected_traces == 17000
     zero = cfg.deepspeed.zero_optimization
     assert zero.stage == 3 and zero.offload_optimizer.device == "cpu"
     assert groups["generate"].sampling.max_tokens == 16384

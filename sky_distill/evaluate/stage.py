@@ -183,7 +183,8 @@ def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engi
             "re-run to resume"
         )
     ids = {problem.id for problem in loaded.problems}
-    traces, errors = read_jsonl(shard_dir / f"{shard_name(0, 1)}.jsonl", Trace)
+    path = shard_dir / f"{shard_name(0, 1)}.jsonl"  # absent when no problem's prompt fits the model
+    traces, errors = read_jsonl(path, Trace) if path.exists() else ([], [])
     for error in errors:
         log.warning("unreadable sample: %s", error)
     thinking = read_thinking(shard_dir)

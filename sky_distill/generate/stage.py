@@ -424,37 +424,50 @@ def run(cfg: Any) -> dict[str, Any]:
         )
     if load_errors:
         log.warning("%d problem records rejected, e.g. %s", len(load_errors), load_errors[0])
-    name = shard_name(config.shard_index, config.shard_count)
-    shard = select_shard(problems, config.shard_index, config.shard_count)
-    write_jsonl(stage_dir / "problems" / f"{name}.jsonl", shard)
     plain = to_container(cfg)
+    # One shard (a SLURM array task), or with generate.all_shards every shard in turn on one engine.
+    indices = range(config.shard_count) if config.all_shards else [config.shard_index]
     engine = LazyEngine(teacher, config.sampling.seed)
+    summaries = []
     try:
-        summary = generate_shard(
-            shard,
-            teacher,
-            config,
-            stage_dir / "shards",
-            engine,
-            problem_errors=load_errors,
-            locations=locations,
-            provenance=provenance("generate", plain),
-        )
+        for index in indices:
+            shard_config = config.model_copy(update={"shard_index": index})
+            name = shard_name(index, config.shard_count)
+            shard = select_shard(problems, index, config.shard_count)
+            write_jsonl(stage_dir / "problems" / f"{name}.jsonl", shard)
+            summaries.append(
+                generate_shard(
+                    shard,
+                    teacher,
+                    shard_config,
+                    stage_dir / "shards",
+                    engine,
+                    problem_errors=load_errors,
+                    locations=locations,
+                    provenance=provenance("generate", plain),
+                )
+            )
     finally:
         engine.close()
-    result = {key: value for key, value in summary.items() if key not in ("provenance", "excluded_problems")}
-    if summary["complete"] and config.shard_count == 1:
+    drop = ("provenance", "excluded_problems")
+    result = {key: value for key, value in summaries[-1].items() if key not in drop}
+    if len(summaries) > 1:
+        result = {"shards": [{key: value for key, value in s.items() if key not in drop} for s in summaries]}
+    complete = all(summary["complete"] for summary in summaries)
+    if complete and len(summaries) == config.shard_count:
         merged = completion(stage_dir)
-        if merged is None or merged.get("shards_fingerprint") != shards_fingerprint([summary]):
+        if merged is None or merged.get("shards_fingerprint") != shards_fingerprint(summaries):
             merged = merge_shards(stage_dir, config.shard_count, provenance("generate", plain))
         result["merged"] = {key: value for key, value in merged.items() if key.startswith("gen/") or key == "traces"}
-    elif summary["complete"]:
+    elif complete:
         log.info("%s complete; once all %d shards are, run `sky-distill merge`", name, config.shard_count)
     else:
-        log.warning(
-            "%s incomplete (%d of %d samples); re-run to resume",
-            name,
-            summary["done_samples"],
-            summary["expected_samples"],
-        )
+        for summary in summaries:
+            if not summary["complete"]:
+                log.warning(
+                    "%s incomplete (%d of %d samples); re-run to resume",
+                    summary["shard"],
+                    summary["done_samples"],
+                    summary["expected_samples"],
+                )
     return result

@@ -125,6 +125,10 @@ def load_task_problems_located(
         )
     elif task.kind == "jsonl":
         items = read_problem_file(task.path, task.fields, task.name, task.answer_type)
+    elif task.kind == "mixture":
+        from sky_distill.tasks.mixture import mixture_problems
+
+        items = mixture_problems(task)
     else:
         items = read_hub_dataset(task)
     problems: list[Problem] = []

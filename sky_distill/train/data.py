@@ -12,7 +12,6 @@ The first token of every sequence has no label, so no loss crosses a packed boun
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from sky_distill.errors import SkyDistillError
+from sky_distill.train.batching import best_fit_decreasing
 
 IGNORE_INDEX = -100
 
@@ -120,21 +120,17 @@ def pack_examples(examples: Sequence[EncodedExample], capacity: int) -> list[Pac
     O(n log n) with a sorted list of (free space, row); rows come back in the order they were
     opened, so packing is deterministic.
     """
-    rows: list[PackedRow] = []
-    free: list[tuple[int, int]] = []  # sorted (free tokens, row index)
-    for example in sorted(examples, key=len, reverse=True):
-        size = len(example)
-        if size > capacity:
-            raise ValueError(f"an example of {size} tokens exceeds the row capacity {capacity}")
-        slot = bisect.bisect_left(free, (size, -1))
-        if slot < len(free):
-            space, index = free.pop(slot)
-        else:
-            rows.append(PackedRow(capacity))
-            space, index = capacity, len(rows) - 1
-        rows[index].add(example)
-        if space - size > 0:
-            bisect.insort(free, (space - size, index))
+    return rows_of(examples, best_fit_decreasing([len(example) for example in examples], capacity), capacity)
+
+
+def rows_of(examples: Sequence[EncodedExample], bins: Sequence[Sequence[int]], capacity: int) -> list[PackedRow]:
+    """Packed rows holding the examples each bin names (indices into `examples`)."""
+    rows = []
+    for indices in bins:
+        row = PackedRow(capacity)
+        for index in indices:
+            row.add(examples[index])
+        rows.append(row)
     return rows
 
 

@@ -23,8 +23,7 @@ from sky_distill.errors import SkyDistillError
 from sky_distill.records import repair_torn_tail
 from sky_distill.runs import mark_complete, write_json_atomic
 from sky_distill.train import checkpoint
-from sky_distill.train.batching import BatchPlan, BatchSchedule, fit_micro_batch, total_steps
-from sky_distill.train.data import PackedRow, collate_rows, pack_examples, padding_fraction, single_rows
+from sky_distill.train.data import PackedRow, collate_rows, padding_fraction
 from sky_distill.train.dataset import DataReport, load_sft_examples
 from sky_distill.train.distributed import DistInfo, all_reduce_sums, barrier, init_distributed
 from sky_distill.train.job import (
@@ -36,6 +35,7 @@ from sky_distill.train.job import (
 )
 from sky_distill.train.losses import build_loss
 from sky_distill.train.preemption import PREEMPTED_FILE, StopRequest
+from sky_distill.train.schedule import plan_batches
 from sky_distill.train.templates import apply_chat_template_choice, end_of_turn_ids
 from sky_distill.train.throughput import memory_stats, mfu, peak_tflops, step_flops
 
@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 
 class NoTrainingDataError(SkyDistillError, ValueError):
     """Not one usable example in the training files."""
-
-
-def build_rows(examples: list, packing: bool, max_seq_len: int) -> list[PackedRow]:
-    return pack_examples(examples, max_seq_len) if packing else single_rows(examples, max_seq_len)
 
 
 def data_fingerprint(rows: list[PackedRow]) -> str:
@@ -70,10 +66,8 @@ def _trim_metrics(metrics_file: Path, before_step: int) -> None:
     metrics_file.write_text("".join(line + "\n" for line in kept))
 
 
-def prepare_data(
-    job: TrainJob, tokenizer: Any, teacher_topk: dict | None = None
-) -> tuple[list[PackedRow], DataReport, set[int]]:
-    """Encode, check and pack the SFT files (with their stored teacher rows, if given); the same on every rank."""
+def prepare_data(job: TrainJob, tokenizer: Any, teacher_topk: dict | None = None) -> tuple[list, DataReport, set[int]]:
+    """Encode and check the SFT files (with their stored teacher rows, if given); the same on every rank."""
     train = job.train
     stops = end_of_turn_ids(tokenizer)
     examples, report = load_sft_examples(
@@ -82,7 +76,7 @@ def prepare_data(
     if not examples:
         raise NoTrainingDataError(f"no usable training examples in {job.data_files}: {report.errors[:3]}")
     learned_stops = {example.labels[-1] for example in examples if not example.truncated_tokens} & stops
-    return build_rows(examples, train.packing, train.max_seq_len), report, learned_stops
+    return examples, report, learned_stops
 
 
 def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
@@ -127,20 +121,19 @@ def run(job: TrainJob) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     distill = train.distill if train.loss == "distill" else None
     teacher_topk = load_teacher_signal(job, tokenizer) if distill else None
-    rows, report, learned_stops = prepare_data(job, tokenizer, teacher_topk)
-    micro = fit_micro_batch(train.global_batch_size, train.micro_batch_size, dist.world_size)
-    plan = BatchPlan(train.global_batch_size, micro, dist.world_size)
-    if micro != train.micro_batch_size:
-        log.warning("micro batch %d -> %d: it must divide the per-rank share of a step", train.micro_batch_size, micro)
-    schedule = BatchSchedule([row.length for row in rows], plan, train.seed, train.group_by_length)
-    num_steps = total_steps(len(rows), plan.global_batch_size, train.epochs, train.max_steps)
+    examples, report, learned_stops = prepare_data(job, tokenizer, teacher_topk)
+    batches = plan_batches(examples, train, dist.world_size)  # train.batch_unit: rows or examples per step
+    rows, plan, schedule, num_steps = batches.rows, batches.plan, batches.schedule, batches.num_steps
     row_target_tokens = [row.num_target_tokens for row in rows]
     log.info("data: %s", report.summary_line())
     log.info(
-        "%d rows (%s), %d steps; global batch %d = micro %d x accumulation %d x world %d",
+        "%d examples in %d rows (%s), %d steps; global batch %d %s = %d rows = micro %d x accumulation %d x world %d",
+        len(examples),
         len(rows),
         "packed" if train.packing else "one example per row",
         num_steps,
+        train.global_batch_size,
+        train.batch_unit,
         plan.global_batch_size,
         plan.micro_batch_size,
         plan.gradient_accumulation_steps,
@@ -306,6 +299,8 @@ def run(job: TrainJob) -> dict[str, Any]:
         "world_size": dist.world_size,
         "threads_per_rank": torch.get_num_threads(),
         "global_batch_size": plan.global_batch_size,
+        "batch_unit": train.batch_unit,
+        "examples_per_step": train.global_batch_size if train.batch_unit == "examples" else None,
         "micro_batch_size": plan.micro_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "rows": len(rows),

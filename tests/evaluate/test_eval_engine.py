@@ -86,3 +86,12 @@ def test_budget_forcing_caps_thinking_and_forces_the_answer(engine, tmp_path):
     assert [r.response for r in repeat] == [r.response for r in responses]  # seeded per sample and round
     summary = evaluate_benchmark(run, loaded, tmp_path / "a", holder, config, 1, {})
     assert summary["eval/gsm8k/mean_thinking_tokens"] == 10 and summary["budget"]["thinking_tokens"] == 10
+
+
+def test_a_benchmark_whose_prompts_all_overflow_the_model_gives_no_samples_not_a_crash(engine, tmp_path):
+    model, holder = engine
+    config = eval_config(system_prompt="x" * 600)  # longer than max_model_len 512 on its own
+    run = plan_run("gsm8k", model, REGISTRY["gsm8k"], config)
+    assert generate_samples(run, gsm8k(config), tmp_path, holder) == []
+    errors = (tmp_path / "shards" / "shard-00000-of-00001.errors.jsonl").read_text()
+    assert errors.count("leaves no room to answer within max_model_len 512") == 3

@@ -149,14 +149,6 @@ class Submitter:
 
 
 @pytest.fixture(scope="session")
-def smoke_models(tmp_path_factory) -> Path:
-    """The smoke experiment's tiny teacher and student, bootstrapped once for every slurm test."""
-    root = tmp_path_factory.mktemp("smoke-models")
-    run_cli(["sky-distill", "bootstrap", "experiment=smoke", f"paths.root={root}"], cwd=root)
-    return root / "models"
-
-
-@pytest.fixture(scope="session")
 def local_smoke_run(tmp_path_factory, smoke_models) -> Path:
     """The smoke pipeline run locally (`sky-distill pipeline`): the reference the SLURM path must match."""
     root = tmp_path_factory.mktemp("local")
