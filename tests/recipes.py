@@ -56,13 +56,19 @@ def write_hub_copies(directory: Path) -> dict[str, int]:
 
 def rehearsal_overrides(recipe: str, root: Path, models: Path, hub: Path) -> list[str]:
     """The recipe as written, but for the tiny models, their engine limits, 2 CPU ranks and tiny eval."""
+    from tests.conftest import compose_config
+
+    smoke = compose_config(["experiment=smoke", f"paths.models_dir={models}"], stage="pipeline")
     return [
         f"experiment={recipe}",
         f"paths.root={root}",
-        # the models: the smoke run's tiny teacher and student, their engine and sequence limits
+        # the models: the smoke run's tiny teacher and student (cached under their bootstrap
+        # fingerprint), their engine and sequence limits
         "teacher=tiny",
         "student=tiny",
         f"paths.models_dir={models}",
+        f"teacher.path={smoke.teacher.path}",
+        f"student.path={smoke.student.path}",
         "teacher.engine.tensor_parallel_size=1",
         "teacher.engine.data_parallel_size=1",
         "generate.sampling.max_tokens=64",

@@ -72,13 +72,10 @@ def served_r1_on_slurm(slurm_cluster, smoke_models, hub_copies, tmp_path_factory
     root = tmp_path_factory.mktemp("r1_distill_7b-served")
     submitter = Submitter(slurm_cluster, root)
     submitter.env.update(SKY_SERVE_HOST="127.0.0.1", SKY_SERVE_POLL_S="2")  # the test nodes' names do not resolve
-    teacher = smoke_models / "tiny-teacher"
+    rehearsal = rehearsal_overrides("r1_distill_7b", root, smoke_models, hub_copies[0])
+    teacher = next(item for item in rehearsal if item.startswith("teacher.path=")).split("=", 1)[1]
     overrides = [
-        *(
-            item
-            for item in rehearsal_overrides("r1_distill_7b", root, smoke_models, hub_copies[0])
-            if item != "teacher=tiny"
-        ),
+        *(item for item in rehearsal if item != "teacher=tiny" and not item.startswith("teacher.path=")),
         # the served R1 teacher, with the tiny teacher behind it on one CPU node
         "teacher=deepseek_r1_served",
         f"teacher.path={teacher}",
