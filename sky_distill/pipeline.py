@@ -103,10 +103,11 @@ def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain, fixed_onl
     pipeline = plain["pipeline"]
     students = pipeline["students"]
     eval_models = list(pipeline["eval_models"])
+    trained = trained_names(plain)
     if chain.name:
-        eval_models = [model for model in eval_models if model in trained_names(plain)]
+        eval_models = [model for model in eval_models if model in trained]
     elif fixed_only:
-        eval_models = [model for model in eval_models if model not in trained_names(plain)]
+        eval_models = [model for model in eval_models if model not in trained]
     benchmarks = plain["eval"]["benchmarks"]
     run_dir = chain.run_dir
     prefix = f"{chain.name}: " if chain.name else ""
