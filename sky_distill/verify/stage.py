@@ -34,8 +34,8 @@ from sky_distill.runs import (
     read_json,
     write_json_atomic,
 )
-from sky_distill.verify.checks import VERIFIER_VERSION, check_response
-from sky_distill.verify.code import CodeSettings, configure
+from sky_distill.verify.checks import VERIFIER_VERSION, check_response, prepare_worker
+from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
 from sky_distill.verify.select import TraceFilter, filter_traces, select_traces
 from sky_distill.verify.sft import to_sft_example
@@ -116,7 +116,7 @@ def verify_responses(
         positions.append(position)
     if done:
         log.info("verify: reusing %d verdicts from %s", len(items) - len(work), progress_path)
-    outcomes = map_with_timeout(check_response, work, timeout_s, workers, initializer=configure, initargs=(code,))
+    outcomes = map_with_timeout(check_response, work, timeout_s, workers, initializer=prepare_worker, initargs=(code,))
     batch: list[Verdict] = []
     for position, outcome in tqdm(
         zip(positions, outcomes), total=len(work), desc="verify", unit="response", mininterval=1.0
