@@ -556,6 +556,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
     "eval": {
         "eval": EvalConfig,
+        "verify": VerifyConfig,  # verify.sandbox: how code answers run
         "teacher": ModelConfig,
         "student": ModelConfig,
         "task": TaskConfig,
