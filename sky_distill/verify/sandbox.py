@@ -349,7 +349,9 @@ def isolation_layers(backend: str = "auto", site_packages: bool = False) -> dict
         ),
         "syscall_filter": (
             landlock,
-            "seccomp: no ptrace, new namespaces, mounts, io_uring, bpf, keyrings or modules" if landlock else "none",
+            "seccomp: no ptrace, new namespaces, mounts, chmod/chown/utime/xattr, io_uring, bpf, keyrings or modules"
+            if landlock
+            else "none",
         ),
         "exec_only_interpreter": (
             landlock,

@@ -12,6 +12,7 @@
 - **seccomp** (`pyseccomp`, over the system's libseccomp): `socket()` is refused for every family
   (no network, not even loopback or UNIX sockets; `socketpair` stays), and so are `ptrace`, new
   namespaces, mounts, `setsid`/`setpgid` (every process stays in the group `run_python` kills),
+  changes of metadata Landlock does not cover (`chmod`, `chown`, timestamps, extended attributes),
   `io_uring`, `bpf`, `perf_event_open`, keyrings, modules and other host-wide calls.
 """
 
@@ -40,7 +41,12 @@ DENIED_CALLS = (
     "swapon", "swapoff", "acct", "quotactl", "open_by_handle_at", "name_to_handle_at", "syslog",
     "iopl", "ioperm", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname",
     "setdomainname", "personality", "lookup_dcookie", "vhangup", "nfsservctl",
+    # Landlock does not cover metadata: no chmod, chown, timestamps or extended attributes anywhere
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
+    "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
+    "fremovexattr", "setxattrat", "removexattrat",
 )  # fmt: skip
+FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR = 0x40086602, 0x401C5820  # chattr: file flags and project ids
 SYSTEM_DIRECTORIES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
 READ_WRITE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full")
@@ -87,7 +93,8 @@ def _seccomp_filter() -> Any:
         rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, bit, bit))
     # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-    rules.add_rule(seccomp.ERRNO(errno.EPERM), "ioctl", seccomp.Arg(1, seccomp.EQ, TIOCSTI))
+    for request in (TIOCSTI, FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR):
+        rules.add_rule(seccomp.ERRNO(errno.EPERM), "ioctl", seccomp.Arg(1, seccomp.EQ, request))
     if _landlock_abi() < 3:  # truncate(2) is outside Landlock's control before ABI 3
         rules.add_rule(seccomp.ERRNO(errno.EPERM), "truncate")
     return rules
