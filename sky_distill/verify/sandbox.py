@@ -63,6 +63,7 @@ DISK_POLL_S = 0.05  # without a size-capped tmpfs the working directory is measu
 SANDBOX_DIR = "/sandbox"
 ENTRY_SOURCE = (Path(__file__).with_name("sandbox_entry.py")).read_text(encoding="utf-8")
 MARK_VARIABLE = "SKY_DISTILL_SANDBOX_RUN"  # marks the plain backend's processes, to find daemons that leave the group
+MODULE_FILES = ("sandbox.py", "sandbox_entry.py", "sandbox_landlock.py")  # all it needs of the package (+ errors.py)
 UID_BASE = 1_000_000_000  # root drops the program to UID_BASE + a random offset below 2**24
 
 

@@ -37,8 +37,13 @@ def _attempts(actions: list[str]) -> str:
 
 
 def _done(result: object, what: list[str]) -> list[str]:
+    """The attempts that succeeded; a program that did not report every attempt is a broken case, not a pass."""
     stdout = getattr(result, "stdout", "")
-    return [f"{what[int(line.split()[1])]} succeeded" for line in stdout.splitlines() if line.startswith("done ")]
+    lines = [line for line in stdout.splitlines() if line.startswith(("done ", "denied "))]
+    if len(lines) != len(what):
+        status, stderr = getattr(result, "status", "?"), getattr(result, "stderr", "")[-500:]
+        return [f"the program reported {len(lines)} of {len(what)} attempts ({status}: {stderr})"]
+    return [f"{what[int(line.split()[1])]} succeeded" for line in lines if line.startswith("done ")]
 
 
 def _plant(path: Path, text: str, mode: int = 0o644) -> Path:
@@ -72,10 +77,10 @@ def writes_deletes_and_renames_outside(run: Run, scratch: Path) -> list[str]:
     changed = not victim.exists() or victim.read_text() != "keep me"
     if changed or (victim.stat().st_mode & 0o777) != 0o644 or victim.stat().st_mtime == 0:
         escapes.append("the victim file was changed (content, mode or time)")
-    for path in (planted, scratch / "renamed.txt", scratch / "newdir", Path("/etc/sky-distill-pwned")):
+    for path in (planted, scratch / "renamed.txt", scratch / "newdir"):
         if path.exists():
             escapes.append(f"{path} exists")
-    for path in (Path("/usr/sky-distill-pwned"), Path("/tmp/sky-distill-pwned")):
+    for path in (Path("/etc/sky-distill-pwned"), Path("/usr/sky-distill-pwned"), Path("/tmp/sky-distill-pwned")):
         if path.exists():
             escapes.append(f"{path} exists")
             with contextlib.suppress(OSError):
@@ -140,17 +145,19 @@ def secrets_in_home_ssh_cloud_and_other_users(run: Run, scratch: Path) -> list[s
 def shell_and_subprocess_escapes(run: Run, scratch: Path) -> list[str]:
     target = scratch / "from-shell.txt"
     loader = "/lib64/ld-linux-x86-64.so.2"
+    inner = f"open({str(target)!r}, 'w').write('pwned')"
     actions = [
         f"assert os.system('echo pwned > {target}') == 0",
         f"subprocess.run(['/bin/sh', '-c', 'echo pwned > {target}'], check=True)",
         f"subprocess.run(['/usr/bin/env', 'sh', '-c', 'echo pwned > {target}'], check=True)",
         f"subprocess.run([{loader!r}, '/bin/sh', '-c', 'echo pwned > {target}'], check=True)",
-        f"subprocess.run([sys.executable, '-c', 'open({str(target)!r}, \"w\").write(\"pwned\")'], check=True)",
+        f"subprocess.run([sys.executable, '-c', {inner!r}], check=True)",
         "shutil.copy('/bin/sh', 'sh'); os.chmod('sh', 0o755); "
         f"subprocess.run(['./sh', '-c', 'echo pwned > {target}'], check=True)",
     ]
-    run(_attempts(actions), timeout_s=15)  # a shell may start inside bwrap: what counts is the host
-    return [f"{target} was written"] if target.exists() else []
+    result = run(_attempts(actions), timeout_s=15)
+    broken = [what for what in _done(result, actions) if what.startswith("the program reported")]
+    return broken + ([f"{target} was written"] if target.exists() else [])  # a shell may start inside bwrap
 
 
 def proc_root_and_symlink_tricks(run: Run, scratch: Path) -> list[str]:
@@ -255,7 +262,7 @@ def privileges_ptrace_and_namespaces(run: Run, scratch: Path) -> list[str]:
         "os.setuid(0) if os.getuid() != 0 else (_ for _ in ()).throw(PermissionError('already root'))",
         "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.ptrace(16, os.getppid(), 0, 0) == 0",
         "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.unshare(0x00020000) == 0",
-        "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0",
+        "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.mount(b'none', b'.', b'tmpfs', 0, None) == 0",
         "os.chroot('/')",
         "open('/dev/sda', 'rb')",
         "os.mknod('dev', 0o600 | 0o020000, os.makedev(1, 3))",
@@ -263,6 +270,15 @@ def privileges_ptrace_and_namespaces(run: Run, scratch: Path) -> list[str]:
     return _done(run(_attempts(actions)), actions)
 
 
+# Only these may run without a sandbox (to show that each check can fail): the others signal every
+# process or mount file systems when nothing stops them.
+SAFE_UNCONFINED = [
+    writes_deletes_and_renames_outside,
+    secrets_in_home_ssh_cloud_and_other_users,
+    shell_and_subprocess_escapes,
+    proc_root_and_symlink_tricks,
+    network_including_loopback,
+]
 CASES = [
     writes_deletes_and_renames_outside,
     secrets_in_home_ssh_cloud_and_other_users,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sky_distill.verify.sandbox import CONTAINING, SandboxLimits, SandboxUnavailable, isolation_layers, run_python
-from tests.verify.redteam_cases import CASES, run_case
+from tests.verify.redteam_cases import CASES, SAFE_UNCONFINED, run_case
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,13 @@ def test_no_escape_to_the_host(backend, case, tmp_path):
     assert run_case(case, run(backend), tmp_path) == []
     os.kill(os.getpid(), 0)
     assert run_python("print('after')", backend=backend).stdout == "after\n"  # and still able to run programs
+
+
+@pytest.mark.parametrize("case", SAFE_UNCONFINED, ids=[case.__name__ for case in SAFE_UNCONFINED])
+def test_each_check_catches_an_unconfined_program(case, tmp_path):
+    """The checks can fail: under unsafe_process (nothing but rlimits) each of these cases finds its escape."""
+    tmp_path.chmod(0o755)
+    assert run_case(case, run("unsafe_process"), tmp_path) != []
 
 
 def test_infinite_loop_and_sleep_end_at_the_timeout(backend):
