@@ -73,7 +73,8 @@ def writes_deletes_and_renames_outside(run: Run, scratch: Path) -> list[str]:
         "open('/tmp/sky-distill-pwned', 'w').write('x')",
     ]
     result = run(_attempts(actions))
-    escapes = _done(result, actions)
+    # bwrap gives the program its own /tmp and root directory: for those paths what counts is the host's file
+    escapes = [what for what in _done(result, actions) if "sky-distill-pwned" not in what]
     changed = not victim.exists() or victim.read_text() != "keep me"
     if changed or (victim.stat().st_mode & 0o777) != 0o644 or victim.stat().st_mtime == 0:
         escapes.append("the victim file was changed (content, mode or time)")
@@ -231,7 +232,10 @@ def network_including_loopback(run: Run, scratch: Path) -> list[str]:
         for server in (tcp, udp, unix, abstract):
             server.close()
         unix_path.unlink(missing_ok=True)
-    return _done(result, actions) + [f"the host's {kind} socket heard from the program" for kind in heard]
+    # Under bwrap 127.0.0.1 is the sandbox's own loopback (a datagram sent there stays inside): for loopback
+    # what counts is whether the host's sockets heard anything.
+    reached = [what for what in _done(result, actions) if "127.0.0.1" not in what]
+    return reached + [f"the host's {kind} socket heard from the program" for kind in heard]
 
 
 def signals_to_the_caller(run: Run, scratch: Path) -> list[str]:
@@ -258,9 +262,10 @@ def signals_to_the_caller(run: Run, scratch: Path) -> list[str]:
 
 
 def privileges_ptrace_and_namespaces(run: Run, scratch: Path) -> list[str]:
+    caller = os.getpid()  # ptrace of the host's processes (those inside a PID namespace are the sandbox's own)
     actions = [
         "os.setuid(0) if os.getuid() != 0 else (_ for _ in ()).throw(PermissionError('already root'))",
-        "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.ptrace(16, os.getppid(), 0, 0) == 0",
+        f"import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.ptrace(16, {caller}, 0, 0) == 0",
         "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.unshare(0x00020000) == 0",
         "import ctypes; libc = ctypes.CDLL(None, use_errno=True); assert libc.mount(b'none', b'.', b'tmpfs', 0, None) == 0",
         "os.chroot('/')",
