@@ -61,6 +61,7 @@ for name in [*CONTAINING, 'auto']:
                f"'{marker}'])", timeout_s=3)
     report[name] = {
         'backend': layers['backend'],
+        'landlock_abi': layers['kernel']['landlock_abi'],
         'layers': {key: value['active'] for key, value in layers['layers'].items()},
         'uid': run('import os; print(os.getuid())').stdout.strip(),
         'escapes': {case.__name__: run_case(case, run, scratch) for case in CASES},
@@ -153,6 +154,8 @@ def test_an_unprivileged_user_without_bwrap_is_contained(new_user):
         assert {case: escapes for case, escapes in result["escapes"].items() if escapes} == {}, (name, result)
         assert result["fork_bomb"] == "timeout" and result["fork_bomb_left"] == [], (name, result)
         assert all(result["layers"][layer] for layer in ("read_only_filesystem", "no_network", "process_limit"))
+        if result["backend"] == "landlock" and result["landlock_abi"] >= 6:  # signal scope: every layer
+            assert all(result["layers"].values()), (name, result["layers"])
     if "auto" in started:
         assert started["auto"]["backend"] == "landlock"
     else:
