@@ -102,8 +102,10 @@ def _seccomp_filter() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _landlock_abi() -> int:
-    import landlockpy
-
+    try:
+        import landlockpy
+    except ImportError:
+        return 0
     return landlockpy.abi_version()
 
 
