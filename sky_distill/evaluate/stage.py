@@ -42,6 +42,7 @@ from sky_distill.runs import (
     write_json_atomic,
 )
 from sky_distill.verify.checks import VERIFIER_VERSION
+from sky_distill.verify.code import CodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,16 @@ def finish(out: Path, samples: list[EvalSample], summary: dict[str, Any]) -> dic
     return summary
 
 
+def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] | None:
+    """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
+    if answer_type != "code":
+        return None
+    from sky_distill.verify.sandbox import require_containment
+
+    code = code or CodeSettings()
+    return require_containment(code.backend, code.site_packages)
+
+
 def evaluate_benchmark(
     run: BenchmarkRun,
     loaded: LoadedBenchmark,
@@ -256,12 +267,14 @@ def evaluate_benchmark(
     config: EvalConfig,
     workers: int,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     """Generate (resumably), score and summarise one model on one benchmark."""
     check_settings(out, run)
+    sandbox = code_sandbox(loaded.answer_type, code)
     responses = generate_samples(run, loaded, out, engine)
     problems = {problem.id: problem for problem in loaded.problems}
-    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers)
+    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code)
     summary = {
         "model": run.model.name,
         "model_path": run.model.path,
@@ -273,6 +286,7 @@ def evaluate_benchmark(
         "seed": run.sampling.seed,
         "settings": run.settings(),
         "provenance": provenance("eval", cfg_plain),
+        **({"sandbox": sandbox} if sandbox else {}),
     }
     return finish(out, samples, summary)
 
@@ -284,6 +298,7 @@ def evaluate_model(
     load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     engine = LazyEngine(model, config.sampling.seed)
     results = {}
@@ -300,7 +315,7 @@ def evaluate_model(
                 log.info("%s on %s is complete, skipping", model.name, name)
                 results[name] = done
                 continue
-            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
+            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain, code)
     finally:
         engine.close()
     return results
@@ -309,7 +324,9 @@ def evaluate_model(
 # --- external responses ----------------------------------------------------------------------
 
 
-def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any]) -> dict[str, Any]:
+def score_external(
+    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
+) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
     from sky_distill.evaluate.responses import read_responses, token_counter
 
@@ -328,7 +345,8 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
         timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
             bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
         )
-        samples = score_responses(name, model_name, responses, problems, timeout, config.workers)
+        sandbox = code_sandbox(bench.answer_type, code)
+        samples = score_responses(name, model_name, responses, problems, timeout, config.workers, code)
         tokens_known = all(r.completion_tokens is not None for r in responses)
         summary = {
             "model": model_name,
@@ -338,6 +356,7 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
             **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
             "seed": config.sampling.seed,
             "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
+            **({"sandbox": sandbox} if sandbox else {}),
         }
         results[name] = finish(eval_dir / model_name / name, samples, summary)
     return {model_name: results}
@@ -364,6 +383,9 @@ def run(cfg: Any) -> dict[str, Any]:
     registry = load_registry(config.registry_dir)
     check_names(config, registry, task.name)
     plain = to_container(cfg)
+    code = CodeSettings(**typed["verify"].sandbox.model_dump())  # the verifier's sandbox settings
+    if any(registry[name].answer_type == "code" for name in config.benchmarks if name in registry):
+        code_sandbox("code", code)  # fail closed before any model is loaded
     cache: dict[str, LoadedBenchmark] = {}
 
     def load(name: str) -> LoadedBenchmark:
@@ -376,14 +398,16 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return headline(score_external(config, load, run_dir / "eval", plain))
+        return headline(score_external(config, load, run_dir / "eval", plain, code))
     models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
-    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+    results = {
+        model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
+    }
     return headline(results)
 
 

@@ -319,6 +319,11 @@ def run(cfg: Any) -> dict[str, Any]:
     problems = {problem.id: problem for problem in problem_list}
 
     code = code_settings(config.sandbox)
+    sandbox = None
+    if any(problem.answer_type == "code" for problem in problems.values()):
+        from sky_distill.verify.sandbox import require_containment
+
+        sandbox = require_containment(code.backend, code.site_packages)  # fail closed before any code runs
     settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.__dict__}
     progress = _prepare_progress(stage_dir, settings)
     verdict_list = verify_responses(
@@ -362,10 +367,8 @@ def run(cfg: Any) -> dict[str, Any]:
         },
         "provenance": provenance("verify", to_container(cfg)),
     }
-    if any(problem.answer_type == "code" for problem in problems.values()):
-        from sky_distill.verify.sandbox import isolation_layers
-
-        report["sandbox"] = isolation_layers(code.backend, code.site_packages)
+    if sandbox is not None:
+        report["sandbox"] = sandbox
     write_json_atomic(stage_dir / "report.json", report)
     mark_complete(stage_dir, report)
     (stage_dir / PARTIAL).unlink(missing_ok=True)
