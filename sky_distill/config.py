@@ -410,7 +410,7 @@ class LoggerConfig(ConfigModel):
     project: str = "sky-distill"
     entity: str | None = None
     run_name: str | None = None
-    mode: Literal["online", "offline", "disabled"] = "online"
+    mode: Literal["online", "offline", "disabled"] | None = None  # None: WANDB_MODE, else online
     tags: list[str] = Field(default_factory=list)
 
 
@@ -467,6 +467,7 @@ class ResponsesConfig(ConfigModel):
     path: str | None = None  # JSONL: id (or problem_id), response; optional sample_index, benchmark
     name: str | None = None  # results go to eval/<name>/; default: the file's stem
     tokenizer: str | None = None  # counts response tokens when rows have no completion_tokens
+    allow_missing: bool = False  # score a partial file; problems without responses are reported as missing
 
 
 class EvalTableConfig(ConfigModel):

@@ -238,14 +238,23 @@ def finish(out: Path, samples: list[EvalSample], summary: dict[str, Any]) -> dic
     write_json_atomic(out / "summary.json", summary)
     mark_complete(out, summary)
     log.info(
-        "%s on %s: avg@n %.4f ± %.4f over %d problems",
+        "%s on %s: avg@%s %.4f ± %.4f over %s",
         summary["model"],
         summary["benchmark"],
+        summary.get("n") or "n",
         summary[f"eval/{summary['benchmark']}/avg@n"],
         summary[f"eval/{summary['benchmark']}/avg@n_stderr"],
-        summary["problems"],
+        problems_phrase(summary),
     )
     return summary
+
+
+def problems_phrase(summary: dict[str, Any]) -> str:
+    """`30 problems`, or `1 of 30 problems (29 missing)` for a partial result."""
+    missing = summary.get("missing_problems") or 0
+    if not missing:
+        return f"{summary['problems']} problems"
+    return f"{summary['problems']} of {summary['problems_expected']} problems ({missing} missing)"
 
 
 def evaluate_benchmark(
@@ -311,7 +320,7 @@ def evaluate_model(
 
 def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any]) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
-    from sky_distill.evaluate.responses import read_responses, token_counter
+    from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
 
     path = Path(config.responses.path)  # type: ignore[arg-type]
     loaded = {name: load(name) for name in config.benchmarks}
@@ -320,10 +329,20 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
     empty = [name for name in config.benchmarks if not by_benchmark.get(name)]
     if empty:
         raise SkyDistillError(f"{path} has no responses for {', '.join(empty)}; drop them from eval.benchmarks")
+    gaps = {
+        name: coverage_gaps(by_benchmark[name], [p.id for p in bench.problems]) for name, bench in loaded.items()
+    }
+    partial = [describe_gaps(name, len(loaded[name].problems), *gaps[name]) for name in gaps if any(gaps[name][:2])]
+    if partial and not config.responses.allow_missing:
+        raise SkyDistillError(
+            f"{path} is a partial result: {' | '.join(partial)}. Give every problem the same number of samples, "
+            "or set eval.responses.allow_missing=true to score what is there and report the rest as missing"
+        )
     model_name = config.responses.name or path.stem
     results = {}
     for name, bench in loaded.items():
         responses = by_benchmark[name]
+        missing, short, most = gaps[name]
         problems = {problem.id: problem for problem in bench.problems}
         timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
             bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
@@ -336,6 +355,10 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
             "responses_file": str(path),
             "responses_fingerprint": fingerprint_files([path]),
             **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
+            "problems_expected": len(bench.problems),
+            "missing_problems": len(missing),
+            "short_problems": len(short),
+            "coverage": describe_gaps(name, len(bench.problems), missing, short, most) if missing or short else None,
             "seed": config.sampling.seed,
             "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
         }
@@ -395,6 +418,7 @@ def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
             name: {
                 "n": summary.get("n"),
                 "problems": summary.get("problems"),
+                **({"missing_problems": summary["missing_problems"]} if summary.get("missing_problems") else {}),
                 **{key: summary.get(f"eval/{name}/{key}") for key in keys},
             }
             for name, summary in benchmarks.items()

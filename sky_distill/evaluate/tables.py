@@ -35,6 +35,8 @@ class Cell:
     mean: float  # a fraction for runs, percent / 100 for baselines
     stderr: float | None = None
     footnote: int | None = None
+    missing: int = 0  # problems without responses in a partial result (eval.responses.allow_missing)
+    expected: int = 0
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Table:
     columns: list[str] = field(default_factory=list)
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     footnotes: list[str] = field(default_factory=list)
+    samples: dict[str, set[int]] = field(default_factory=dict)  # benchmark -> the runs' sample counts
+
+    def header(self, benchmark: str) -> str:
+        """`aime24 avg@4`: avg@n names its sample count when every run of the column agrees."""
+        counts = self.samples.get(benchmark, set())
+        metric = f"avg@{next(iter(counts))}" if self.metric == "avg@n" and len(counts) == 1 else self.metric
+        return f"{benchmark} {metric}"
 
 
 def build_table(
@@ -64,7 +73,14 @@ def build_table(
             table.rows.append(row)
         if benchmark not in table.columns:
             table.columns.append(benchmark)
-        table.cells[(row, benchmark)] = Cell(summary[key], summary.get(f"{key}_stderr"))
+        table.cells[(row, benchmark)] = Cell(
+            summary[key],
+            summary.get(f"{key}_stderr"),
+            missing=summary.get("missing_problems") or 0,
+            expected=summary.get("problems_expected") or 0,
+        )
+        if summary.get("n"):
+            table.samples.setdefault(benchmark, set()).add(int(summary["n"]))
     if order:
         table.rows = [m for m in order if m in table.rows] + [m for m in table.rows if m not in order]
     if not table.columns:  # no runs: show every benchmark the baselines have
@@ -88,7 +104,7 @@ def format_score(mean: float, stderr: float | None) -> str:
 
 def markdown_table(table: Table) -> str:
     """The table, then its numbered sources (only when a published number is shown)."""
-    header = f"| model | {' | '.join(f'{b} {table.metric} (%)' for b in table.columns)} |"
+    header = f"| model | {' | '.join(f'{table.header(b)} (%)' for b in table.columns)} |"
     rule = "|" + "---|" * (len(table.columns) + 1)
     lines = [header, rule]
     for row in table.rows:
@@ -99,7 +115,8 @@ def markdown_table(table: Table) -> str:
                 cells.append("–")
             else:
                 marker = f" [{cell.footnote}]" if cell.footnote else ""
-                cells.append(format_score(cell.mean, cell.stderr) + marker)
+                gap = f" ({cell.missing} of {cell.expected} missing)" if cell.missing else ""
+                cells.append(format_score(cell.mean, cell.stderr) + marker + gap)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", "Published numbers (as reported; protocols differ from this run's):"]
@@ -131,7 +148,7 @@ def latex_table(table: Table) -> str:
     lines = [
         r"\begin{tabular}{" + columns + "}",
         r"\toprule",
-        "Model & " + " & ".join(latex_escape(f"{b} {table.metric}") for b in table.columns) + r" \\",
+        "Model & " + " & ".join(latex_escape(table.header(b)) for b in table.columns) + r" \\",
         r"\midrule",
     ]
     for row in table.rows:
