@@ -218,6 +218,8 @@ class TaskConfig(ConfigModel):
     answer_type: Literal["math", "code", "choice"] = "math"
     answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
     limit: int | None = Field(default=None, gt=0)
+    test_path: str | None = None  # jsonl: held-out problems, scored as the benchmark named after the task
+    test_split: str | None = None  # hub: the held-out split, scored as the benchmark named after the task
     # mixture
     sources: dict[str, TaskSourceConfig | None] = Field(default_factory=dict)  # null drops an inherited source
     local_dir: str | None = None  # <local_dir>/<source>.jsonl, in the Hub's columns, instead of the Hub

@@ -21,15 +21,17 @@ from sky_distill.config import (
     GenerateConfig,
     ModelConfig,
     SamplingConfig,
+    TaskConfig,
     stage_config,
     to_container,
 )
 from sky_distill.errors import SkyDistillError
 from sky_distill.evaluate.benchmarks import BenchmarkSpec, load_registry, unknown_benchmark
-from sky_distill.evaluate.loading import LoadedBenchmark, resolve_benchmark
+from sky_distill.evaluate.loading import LoadedBenchmark, held_out_task, resolve_benchmark
 from sky_distill.evaluate.problems import data_fingerprint
 from sky_distill.evaluate.scoring import Response, score_responses, summarize
 from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.models.hub_check import check_hub_model
 from sky_distill.models.reference import check_model_reference, is_hub_id
 from sky_distill.records import EvalSample, Trace, read_jsonl, write_jsonl
 from sky_distill.runs import (
@@ -369,12 +371,14 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
 # --- entry point -----------------------------------------------------------------------------
 
 
-def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task_name: str) -> None:
+def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task: TaskConfig) -> None:
     """Unknown benchmark names (in eval.benchmarks or eval.options) fail before anything runs."""
-    known = [*registry, task_name]
+    known = [*registry, task.name]
     for name in config.benchmarks:
         if name not in known:
             raise unknown_benchmark(name, known)
+        if name == task.name:
+            held_out_task(task)  # a task without a held-out split is refused before anything runs
     for name in config.options:  # the default config carries options for the demo's task
         if name not in known:
             log.warning("eval.options.%s names no benchmark here (%s)", name, unknown_benchmark(name, known))
@@ -385,7 +389,7 @@ def run(cfg: Any) -> dict[str, Any]:
     config, paths, task = typed["eval"], typed["paths"], typed["task"]
     run_dir = Path(paths.run_dir)
     registry = load_registry(config.registry_dir)
-    check_names(config, registry, task.name)
+    check_names(config, registry, task)
     plain = to_container(cfg)
     cache: dict[str, LoadedBenchmark] = {}
 
@@ -406,6 +410,7 @@ def run(cfg: Any) -> dict[str, Any]:
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
+            check_hub_model(model.path, "eval model", "eval.models=[/path/to/model]", model.revision)
     results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
     return headline(results)
 
