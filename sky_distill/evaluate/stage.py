@@ -275,7 +275,7 @@ def evaluate_benchmark(
     samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers)
     summary = {
         "model": run.model.name,
-        "model_path": run.model.path,
+        "model_path": str(Path(run.model.path).resolve()) if Path(run.model.path).exists() else run.model.path,
         "model_revision": run.model.revision,
         "model_fingerprint": model_fingerprint(run.model),
         **result_summary(samples, loaded, config, run.sampling.seed),
