@@ -14,6 +14,7 @@ path) are evaluated once, in `<run_dir>/eval/`, and the table aggregates the see
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -168,7 +169,7 @@ def run(cfg: Any) -> dict[str, Any]:
         command = [sys.executable, "-m", "sky_distill.cli", step.stage, *overrides, *step.overrides]
         log.info("pipeline: %s", " ".join(command[2:]))
         step_start = time.perf_counter()
-        completed = subprocess.run(command)
+        completed = subprocess.run(command, env={**os.environ, "SKY_DISTILL_NESTED": "1"})  # one table, at the end
         timings[step.label] = round(time.perf_counter() - step_start, 1)
         if completed.returncode != 0:
             raise StageFailedError(
