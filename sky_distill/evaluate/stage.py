@@ -219,12 +219,23 @@ def result_summary(
         tokens_known,
     )
     answered = {s.problem_id for s in samples}
+    without = sorted({p.id for p in loaded.problems} - answered)
+    if without:  # e.g. prompts too long for the model: the score covers fewer problems, and says so
+        log.warning(
+            "%s: %d of %d problems have no samples (e.g. %s)",
+            loaded.name,
+            len(without),
+            len(loaded.problems),
+            without[:3],
+        )
     summary.update(
         {
             "benchmark": loaded.name,
             "benchmark_title": spec.title if spec else loaded.name,
             "answer_type": loaded.answer_type,
-            "problems_without_samples": sorted({p.id for p in loaded.problems} - answered)[:50],
+            "problems_expected": len(loaded.problems),
+            "missing_problems": len(without),
+            "problems_without_samples": without[:50],
             "verifier_version": VERIFIER_VERSION,
             "data_source": loaded.source,
             "data_fingerprint": data_fingerprint(loaded.problems),
@@ -331,9 +342,7 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
     empty = [name for name in config.benchmarks if not by_benchmark.get(name)]
     if empty:
         raise SkyDistillError(f"{path} has no responses for {', '.join(empty)}; drop them from eval.benchmarks")
-    gaps = {
-        name: coverage_gaps(by_benchmark[name], [p.id for p in bench.problems]) for name, bench in loaded.items()
-    }
+    gaps = {name: coverage_gaps(by_benchmark[name], [p.id for p in bench.problems]) for name, bench in loaded.items()}
     partial = [describe_gaps(name, len(loaded[name].problems), *gaps[name]) for name in gaps if any(gaps[name][:2])]
     if partial and not config.responses.allow_missing:
         raise SkyDistillError(
@@ -357,8 +366,6 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
             "responses_file": str(path),
             "responses_fingerprint": fingerprint_files([path]),
             **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
-            "problems_expected": len(bench.problems),
-            "missing_problems": len(missing),
             "short_problems": len(short),
             "coverage": describe_gaps(name, len(bench.problems), missing, short, most) if missing or short else None,
             "seed": config.sampling.seed,
