@@ -122,32 +122,44 @@ def test_wandb_respects_wandb_mode_and_fails_before_training_without_a_key(tmp_p
     assert result.returncode == 1 and "needs an API key" in error_line(result)
 
 
-def test_a_hub_model_that_cannot_be_loaded_fails_at_once_in_one_line(tmp_path):
+def test_a_hub_model_that_cannot_be_loaded_fails_at_once_in_one_line(tmp_path, monkeypatch):
     """Seen: `eval.models=[nosuch-org/nosuch-model]` retried for 36 s and ended in a 118-line traceback."""
     import os
     import time
 
-    for offline in ("1", ""):
-        env = {**os.environ, "HF_HUB_OFFLINE": offline, "HF_HUB_CACHE": str(tmp_path / "cache")}
-        started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sky_distill.cli",
-                "eval",
-                "eval.models=[nosuch-org/nosuch-model]",
-                f"paths.root={tmp_path}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert result.returncode == 1 and time.monotonic() - started < 30
-        line = error_line(result)
-        assert "'nosuch-org/nosuch-model'" in line and "eval.models=[/path/to/model]" in line
-        if offline:
-            assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in line
-        else:  # here the Hub is unreachable; with network the Hub says the model does not exist
-            assert "the Hub cannot be reached" in line or "is not a model on the Hugging Face Hub" in line
+    import pytest
+
+    from sky_distill.errors import MissingInputError
+    from sky_distill.models.hub_check import check_hub_model
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sky_distill.cli",
+            "eval",
+            "eval.models=[nosuch-org/nosuch-model]",
+            f"paths.root={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    line = error_line(result)
+    assert "'nosuch-org/nosuch-model' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in line
+    assert line.endswith("point at a local copy: eval.models=[/path/to/model]")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    started = time.monotonic()
+    with pytest.raises(MissingInputError) as raised:  # online: one request, no retries
+        check_hub_model("nosuch-org/nosuch-model", "eval model", "eval.models=[/path/to/model]", timeout_s=5)
+    assert time.monotonic() - started < 15
+    # here the Hub is unreachable; with network the Hub says the model does not exist
+    assert "the Hub cannot be reached" in str(raised.value) or "is not a model on the Hugging Face Hub" in str(
+        raised.value
+    )
+    check_hub_model(str(tmp_path), "eval model", "eval.models=[/path/to/model]")  # a local directory is fine
