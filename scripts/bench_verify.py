@@ -1,6 +1,6 @@
 """Verification throughput and agreement, measured side by side in one run.
 
-    python scripts/bench_verify.py [--workers 2] [--sandbox-runs 40] [--repeat 1]
+    python scripts/bench_verify.py [--workers 2] [--sandbox-runs 40] [--repeat 1] [--sandbox-backend landlock --sandbox-only]
 
 1. Agreement with hand-checked labels on ../shared/fixtures: `answer_equivalence_dev.jsonl`
    (pred/gold pairs) and `model_outputs_dev.jsonl` (whole responses; gold joined from
@@ -91,17 +91,17 @@ def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[st
     }
 
 
-def sandbox_rate(runs: int, workers: int) -> dict[str, object]:
+def sandbox_rate(runs: int, workers: int, backend: str = "auto") -> dict[str, object]:
     from sky_distill.verify.sandbox import isolation_layers, run_python
 
-    layers = isolation_layers()
-    run_python("pass")  # resolve the backend once
+    layers = isolation_layers(backend)
+    run_python("pass", backend=backend)  # resolve the backend once
     started = time.perf_counter()
-    results = [run_python("print(sum(range(1000)))") for _ in range(runs)]
+    results = [run_python("print(sum(range(1000)))", backend=backend) for _ in range(runs)]
     sequential = runs / (time.perf_counter() - started)
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        results += list(pool.map(lambda _: run_python("print(sum(range(1000)))"), range(runs)))
+        results += list(pool.map(lambda _: run_python("print(sum(range(1000)))", backend=backend), range(runs)))
     parallel = runs / (time.perf_counter() - started)
     assert all(result.stdout == "499500\n" for result in results)
     return {
@@ -135,18 +135,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sandbox-runs", type=int, default=40)
+    parser.add_argument("--sandbox-backend", default="auto", help="auto, bwrap, landlock, ... (sandbox.BACKENDS)")
+    parser.add_argument("--sandbox-only", action="store_true", help="only the sandbox section")
     parser.add_argument("--repeat", type=int, default=1, help="verify the model outputs this many times over")
     parser.add_argument(
         "--references", action="store_true", help="also run every HumanEval and MBPP reference solution"
     )
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    rows, golds = load_outputs(1)
-    sections = {
-        "agreement with hand-checked labels": agreement(rows, golds),
-        "throughput on model_outputs_dev": throughput(load_outputs(args.repeat)[0], golds, args.workers),
-        "sandbox": sandbox_rate(args.sandbox_runs, args.workers),
-    }
+    sections = {}
+    if not args.sandbox_only:
+        rows, golds = load_outputs(1)
+        sections["agreement with hand-checked labels"] = agreement(rows, golds)
+        sections["throughput on model_outputs_dev"] = throughput(load_outputs(args.repeat)[0], golds, args.workers)
+    sections["sandbox"] = sandbox_rate(args.sandbox_runs, args.workers, args.sandbox_backend)
     if args.references:
         sections["HumanEval and MBPP reference solutions"] = references(args.workers)
     for title, values in sections.items():

@@ -275,7 +275,8 @@ class GenerateConfig(ConfigModel):
 class SandboxConfig(ConfigModel):
     """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison."""
 
-    backend: Literal["auto", "bwrap", "unshare", "none"] = "auto"
+    # auto: bwrap, else landlock, else code checks are refused; unshare and unsafe_process expose the host
+    backend: Literal["auto", "bwrap", "landlock", "unshare", "unsafe_process"] = "auto"
     site_packages: bool = False  # let programs import the environment's packages (numpy); stdlib only if false
     test_timeout_s: float = Field(default=6.0, gt=0)  # per stdio case, or the whole functional program
     memory_mb: int = Field(default=1024, ge=64)
@@ -558,6 +559,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
     "eval": {
         "eval": EvalConfig,
+        "verify": VerifyConfig,  # verify.sandbox: how code answers run
         "teacher": ModelConfig,
         "student": ModelConfig,
         "task": TaskConfig,

@@ -48,12 +48,13 @@ def score_responses(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
+    code: Any = None,  # CodeSettings: the sandbox for code answers (default: auto)
 ) -> list[EvalSample]:
     """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
     from sky_distill.verify.stage import verify_responses
 
     verdicts = verify_responses(
-        [(r.problem_id, r.sample_index, r.response) for r in responses], problems, timeout_s, workers
+        [(r.problem_id, r.sample_index, r.response) for r in responses], problems, timeout_s, workers, code
     )
     return [
         EvalSample(

@@ -44,6 +44,7 @@ from sky_distill.runs import (
     write_json_atomic,
 )
 from sky_distill.verify.checks import VERIFIER_VERSION
+from sky_distill.verify.code import CodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,16 @@ def problems_phrase(summary: dict[str, Any]) -> str:
     return f"{summary['problems']} of {summary['problems_expected']} problems ({missing} missing)"
 
 
+def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] | None:
+    """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
+    if answer_type != "code":
+        return None
+    from sky_distill.verify.sandbox import require_containment
+
+    code = code or CodeSettings()
+    return require_containment(code.backend, code.site_packages)
+
+
 def evaluate_benchmark(
     run: BenchmarkRun,
     loaded: LoadedBenchmark,
@@ -278,12 +289,14 @@ def evaluate_benchmark(
     config: EvalConfig,
     workers: int,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     """Generate (resumably), score and summarise one model on one benchmark."""
     check_settings(out, run)
+    sandbox = code_sandbox(loaded.answer_type, code)
     responses = generate_samples(run, loaded, out, engine)
     problems = {problem.id: problem for problem in loaded.problems}
-    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers)
+    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code)
     summary = {
         "model": run.model.name,
         "model_path": str(Path(run.model.path).resolve()) if Path(run.model.path).exists() else run.model.path,
@@ -295,6 +308,7 @@ def evaluate_benchmark(
         "seed": run.sampling.seed,
         "settings": run.settings(),
         "provenance": provenance("eval", cfg_plain),
+        **({"sandbox": sandbox} if sandbox else {}),
     }
     return finish(out, samples, summary)
 
@@ -306,6 +320,7 @@ def evaluate_model(
     load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     engine = LazyEngine(model, config.sampling.seed)
     results = {}
@@ -322,7 +337,7 @@ def evaluate_model(
                 log.info("%s on %s is complete, skipping", model.name, name)
                 results[name] = done
                 continue
-            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
+            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain, code)
     finally:
         engine.close()
     return results
@@ -331,7 +346,9 @@ def evaluate_model(
 # --- external responses ----------------------------------------------------------------------
 
 
-def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any]) -> dict[str, Any]:
+def score_external(
+    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
+) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
     from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
 
@@ -358,7 +375,8 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
         timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
             bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
         )
-        samples = score_responses(name, model_name, responses, problems, timeout, config.workers)
+        sandbox = code_sandbox(bench.answer_type, code)
+        samples = score_responses(name, model_name, responses, problems, timeout, config.workers, code)
         tokens_known = all(r.completion_tokens is not None for r in responses)
         summary = {
             "model": model_name,
@@ -370,6 +388,7 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
             "coverage": describe_gaps(name, len(bench.problems), missing, short, most) if missing or short else None,
             "seed": config.sampling.seed,
             "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
+            **({"sandbox": sandbox} if sandbox else {}),
         }
         results[name] = finish(eval_dir / model_name / name, samples, summary)
     return {model_name: results}
@@ -398,6 +417,9 @@ def run(cfg: Any) -> dict[str, Any]:
     registry = load_registry(config.registry_dir)
     check_names(config, registry, task)
     plain = to_container(cfg)
+    code = CodeSettings(**typed["verify"].sandbox.model_dump())  # the verifier's sandbox settings
+    if any(registry[name].answer_type == "code" for name in config.benchmarks if name in registry):
+        code_sandbox("code", code)  # fail closed before any model is loaded
     cache: dict[str, LoadedBenchmark] = {}
 
     def load(name: str) -> LoadedBenchmark:
@@ -410,7 +432,7 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return headline(score_external(config, load, run_dir / "eval", plain))
+        return headline(score_external(config, load, run_dir / "eval", plain, code))
     models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
@@ -418,7 +440,9 @@ def run(cfg: Any) -> dict[str, Any]:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
             check_hub_model(model.path, "eval model", "eval.models=[/path/to/model]", model.revision)
-    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+    results = {
+        model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
+    }
     return headline(results)
 
 

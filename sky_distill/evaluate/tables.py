@@ -46,6 +46,7 @@ class Table:
     columns: list[str] = field(default_factory=list)
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     footnotes: list[str] = field(default_factory=list)
+    sandboxes: dict[str, str] = field(default_factory=dict)  # code benchmark -> the isolation it was scored under
     samples: dict[str, set[int]] = field(default_factory=dict)  # benchmark -> the runs' sample counts
 
     def header(self, benchmark: str) -> str:
@@ -53,6 +54,13 @@ class Table:
         counts = self.samples.get(benchmark, set())
         metric = f"avg@{next(iter(counts))}" if self.metric == "avg@n" and len(counts) == 1 else self.metric
         return f"{benchmark} {metric}"
+
+
+def sandbox_line(summary: dict[str, Any]) -> str:
+    """The code sandbox a summary was scored under ('' for math and choice)."""
+    from sky_distill.verify.sandbox import layers_summary
+
+    return layers_summary(summary["sandbox"]) if summary.get("sandbox") else ""
 
 
 def build_table(
@@ -81,6 +89,10 @@ def build_table(
         )
         if summary.get("n"):
             table.samples.setdefault(benchmark, set()).add(int(summary["n"]))
+        if sandbox_line(summary):
+            seen = table.sandboxes.get(benchmark)
+            line = sandbox_line(summary)
+            table.sandboxes[benchmark] = line if seen in (None, line) else f"{seen}; {line}"
     if order:
         table.rows = [m for m in order if m in table.rows] + [m for m in table.rows if m not in order]
     if not table.columns:  # no runs: show every benchmark the baselines have
@@ -121,6 +133,8 @@ def markdown_table(table: Table) -> str:
     if table.footnotes:
         lines += ["", "Published numbers (as reported; protocols differ from this run's):"]
         lines += [f"[{i}] {text}" for i, text in enumerate(table.footnotes, start=1)]
+    if table.sandboxes:
+        lines += ["", "Code scored in the sandbox: " + "; ".join(f"{b}: {s}" for b, s in table.sandboxes.items())]
     return "\n".join(lines)
 
 
@@ -168,6 +182,9 @@ def latex_table(table: Table) -> str:
         lines.append(
             rf"\multicolumn{{{len(table.columns) + 1}}}{{l}}{{\footnotesize \textsuperscript{{{index}}} {latex_escape(text)}}} \\"
         )
+    if table.sandboxes:
+        note = "Code scored in the sandbox: " + "; ".join(f"{b}: {s}" for b, s in table.sandboxes.items())
+        lines.append(rf"\multicolumn{{{len(table.columns) + 1}}}{{l}}{{\footnotesize {latex_escape(note)}}} \\")
     lines.append(r"\end{tabular}")
     return "\n".join(lines)
 
@@ -197,6 +214,7 @@ def csv_rows(
                 "problems": summary.get("problems"),
                 **{key: summary.get(f"{prefix}/{key}") for key in DETAIL_KEYS},
                 "source": "",
+                "sandbox": sandbox_line(summary),
             }
         )
     for score in baselines:
@@ -215,6 +233,7 @@ def csv_rows(
                 "problems": None,
                 **dict.fromkeys(DETAIL_KEYS),
                 "source": score.source.citation() + (f" [{score.note}]" if score.note else ""),
+                "sandbox": "",
             }
         )
     return rows
@@ -226,7 +245,7 @@ def csv_table(
     rows = csv_rows(summaries, metric, baselines)
     buffer = io.StringIO()
     fields = ["kind", "model", "benchmark", "group", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
-    fields += ["problems", *DETAIL_KEYS, "source"]
+    fields += ["problems", *DETAIL_KEYS, "source", "sandbox"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)

@@ -34,8 +34,8 @@ from sky_distill.runs import (
     read_json,
     write_json_atomic,
 )
-from sky_distill.verify.checks import VERIFIER_VERSION, check_response
-from sky_distill.verify.code import CodeSettings, configure
+from sky_distill.verify.checks import VERIFIER_VERSION, check_response, prepare_worker
+from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
 from sky_distill.verify.select import TraceFilter, filter_traces, select_traces
 from sky_distill.verify.sft import to_sft_example
@@ -116,7 +116,7 @@ def verify_responses(
         positions.append(position)
     if done:
         log.info("verify: reusing %d verdicts from %s", len(items) - len(work), progress_path)
-    outcomes = map_with_timeout(check_response, work, timeout_s, workers, initializer=configure, initargs=(code,))
+    outcomes = map_with_timeout(check_response, work, timeout_s, workers, initializer=prepare_worker, initargs=(code,))
     batch: list[Verdict] = []
     for position, outcome in tqdm(
         zip(positions, outcomes), total=len(work), desc="verify", unit="response", mininterval=1.0
@@ -319,6 +319,11 @@ def run(cfg: Any) -> dict[str, Any]:
     problems = {problem.id: problem for problem in problem_list}
 
     code = code_settings(config.sandbox)
+    sandbox = None
+    if any(problem.answer_type == "code" for problem in problems.values()):
+        from sky_distill.verify.sandbox import require_containment
+
+        sandbox = require_containment(code.backend, code.site_packages)  # fail closed before any code runs
     settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.__dict__}
     progress = _prepare_progress(stage_dir, settings)
     verdict_list = verify_responses(
@@ -362,10 +367,8 @@ def run(cfg: Any) -> dict[str, Any]:
         },
         "provenance": provenance("verify", to_container(cfg)),
     }
-    if any(problem.answer_type == "code" for problem in problems.values()):
-        from sky_distill.verify.sandbox import isolation_layers
-
-        report["sandbox"] = isolation_layers(code.backend, code.site_packages)
+    if sandbox is not None:
+        report["sandbox"] = sandbox
     write_json_atomic(stage_dir / "report.json", report)
     mark_complete(stage_dir, report)
     (stage_dir / PARTIAL).unlink(missing_ok=True)
