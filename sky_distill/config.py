@@ -218,6 +218,8 @@ class TaskConfig(ConfigModel):
     answer_type: Literal["math", "code", "choice"] = "math"
     answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
     limit: int | None = Field(default=None, gt=0)
+    test_path: str | None = None  # jsonl: held-out problems, scored as the benchmark named after the task
+    test_split: str | None = None  # hub: the held-out split, scored as the benchmark named after the task
     # mixture
     sources: dict[str, TaskSourceConfig | None] = Field(default_factory=dict)  # null drops an inherited source
     local_dir: str | None = None  # <local_dir>/<source>.jsonl, in the Hub's columns, instead of the Hub
@@ -411,7 +413,7 @@ class LoggerConfig(ConfigModel):
     project: str = "sky-distill"
     entity: str | None = None
     run_name: str | None = None
-    mode: Literal["online", "offline", "disabled"] = "online"
+    mode: Literal["online", "offline", "disabled"] | None = None  # None: WANDB_MODE, else online
     tags: list[str] = Field(default_factory=list)
 
 
@@ -468,6 +470,7 @@ class ResponsesConfig(ConfigModel):
     path: str | None = None  # JSONL: id (or problem_id), response; optional sample_index, benchmark
     name: str | None = None  # results go to eval/<name>/; default: the file's stem
     tokenizer: str | None = None  # counts response tokens when rows have no completion_tokens
+    allow_missing: bool = False  # score a partial file; problems without responses are reported as missing
 
 
 class EvalTableConfig(ConfigModel):

@@ -265,6 +265,7 @@ def run(cfg: Any) -> dict[str, Any]:
         # The same share of cores whether or not lanes run together: vLLM on CPU computes with
         # as many threads as it is given cores, and the thread count changes its numbers.
         environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", shares[slot])
+        environ["SKY_DISTILL_NESTED"] = "1"  # steps print one line; the pipeline prints the one table
         step_start = time.perf_counter()
         if side_by_side:
             log_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ class Cell:
     mean: float  # a fraction for runs, percent / 100 for baselines
     stderr: float | None = None
     footnote: int | None = None
+    missing: int = 0  # problems without responses in a partial result (eval.responses.allow_missing)
+    expected: int = 0
 
 
 @dataclass
@@ -45,6 +47,13 @@ class Table:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     footnotes: list[str] = field(default_factory=list)
     sandboxes: dict[str, str] = field(default_factory=dict)  # code benchmark -> the isolation it was scored under
+    samples: dict[str, set[int]] = field(default_factory=dict)  # benchmark -> the runs' sample counts
+
+    def header(self, benchmark: str) -> str:
+        """`aime24 avg@4`: avg@n names its sample count when every run of the column agrees."""
+        counts = self.samples.get(benchmark, set())
+        metric = f"avg@{next(iter(counts))}" if self.metric == "avg@n" and len(counts) == 1 else self.metric
+        return f"{benchmark} {metric}"
 
 
 def sandbox_line(summary: dict[str, Any]) -> str:
@@ -72,7 +81,14 @@ def build_table(
             table.rows.append(row)
         if benchmark not in table.columns:
             table.columns.append(benchmark)
-        table.cells[(row, benchmark)] = Cell(summary[key], summary.get(f"{key}_stderr"))
+        table.cells[(row, benchmark)] = Cell(
+            summary[key],
+            summary.get(f"{key}_stderr"),
+            missing=summary.get("missing_problems") or 0,
+            expected=summary.get("problems_expected") or 0,
+        )
+        if summary.get("n"):
+            table.samples.setdefault(benchmark, set()).add(int(summary["n"]))
         if sandbox_line(summary):
             seen = table.sandboxes.get(benchmark)
             line = sandbox_line(summary)
@@ -100,7 +116,7 @@ def format_score(mean: float, stderr: float | None) -> str:
 
 def markdown_table(table: Table) -> str:
     """The table, then its numbered sources (only when a published number is shown)."""
-    header = f"| model | {' | '.join(f'{b} {table.metric} (%)' for b in table.columns)} |"
+    header = f"| model | {' | '.join(f'{table.header(b)} (%)' for b in table.columns)} |"
     rule = "|" + "---|" * (len(table.columns) + 1)
     lines = [header, rule]
     for row in table.rows:
@@ -111,7 +127,8 @@ def markdown_table(table: Table) -> str:
                 cells.append("–")
             else:
                 marker = f" [{cell.footnote}]" if cell.footnote else ""
-                cells.append(format_score(cell.mean, cell.stderr) + marker)
+                gap = f" ({cell.missing} of {cell.expected} missing)" if cell.missing else ""
+                cells.append(format_score(cell.mean, cell.stderr) + marker + gap)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", "Published numbers (as reported; protocols differ from this run's):"]
@@ -145,7 +162,7 @@ def latex_table(table: Table) -> str:
     lines = [
         r"\begin{tabular}{" + columns + "}",
         r"\toprule",
-        "Model & " + " & ".join(latex_escape(f"{b} {table.metric}") for b in table.columns) + r" \\",
+        "Model & " + " & ".join(latex_escape(table.header(b)) for b in table.columns) + r" \\",
         r"\midrule",
     ]
     for row in table.rows:
