@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+DATA = ROOT / "tests" / "verify" / "data"
+NEAR_MISS_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "aime25", "amc23")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -50,23 +54,81 @@ def load_outputs(repeat: int) -> tuple[list[dict], dict[str, str]]:
     return rows * repeat, golds
 
 
-def agreement(rows: list[dict], golds: dict[str, str]) -> dict[str, str]:
-    from sky_distill.verify.math import equivalent, is_correct
+def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tuple[str, str, str, bool, str]]]:
+    """Every labelled set as (kind, prediction or response, gold, label, check) rows, by name."""
+    from sky_distill.verify.labelled import read_pairs, read_responses
 
-    pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
-    ours_pairs = sum(equivalent(r["pred"], r["gold"]) == r["equal"] for r in pairs)
-    plain_pairs = sum(plain_math_verify(r["pred"], r["gold"]) == r["equal"] for r in pairs)
-    ours_outputs = sum(is_correct(r["response"], golds[r["problem_id"]]) == r["label"] for r in rows)
-    plain_outputs = sum(plain_math_verify(r["response"], golds[r["problem_id"]]) == r["label"] for r in rows)
+    shared_pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
+    responses = read_responses(
+        DATA / "responses_held_out.jsonl", SHARED / "fixtures" / "sky_t1_traces_sample.jsonl", SHARED / "benchmarks"
+    )
+    return {
+        "pairs dev: math-verify suite (shared fixture)": [
+            (r["category"], r["pred"], r["gold"], r["equal"], "pair") for r in shared_pairs
+        ],
+        "pairs dev: other graders (equivalence_dev)": [
+            (r["kind"], r["pred"], r["gold"], r["label"], "pair") for r in read_pairs(DATA / "equivalence_dev.jsonl")
+        ],
+        "pairs held-out (equivalence_held_out)": [
+            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
+            for r in read_pairs(DATA / "equivalence_held_out.jsonl")
+        ],
+        "responses dev (model_outputs_dev)": [
+            (r["benchmark"], r["response"], golds[r["problem_id"]], r["label"], "response") for r in rows
+        ],
+        "responses held-out (responses_held_out)": [
+            (r.kind, r.response, r.gold, r.label, "response") for r in responses
+        ],
+    }
+
+
+def agreement(rows: list[dict], golds: dict[str, str], by_kind: bool) -> dict[str, str]:
+    """Agreement of sky-distill and of plain math-verify with the labels, per set (and per kind)."""
+    from sky_distill.verify.math import equivalent, is_correct
 
     def share(count: int, total: int) -> str:
         return f"{count}/{total} = {100 * count / total:.1f}%"
 
+    report = {}
+    for name, cases in labelled_sets(rows, golds).items():
+        ours, plain = {}, {}
+        for kind, text, gold, label, check in cases:
+            verdict = equivalent(text, gold) if check == "pair" else is_correct(text, gold)
+            ours.setdefault(kind, []).append(verdict == label)
+            plain.setdefault(kind, []).append(plain_math_verify(text, gold) == label)
+        total = sum(len(v) for v in ours.values())
+        report[name] = (
+            f"sky-distill {share(sum(map(sum, ours.values())), total)}   "
+            f"plain math-verify {share(sum(map(sum, plain.values())), total)}"
+        )
+        if by_kind:
+            for kind in sorted(ours):
+                report[f"{name.split(' (')[0]} / {kind}"] = (
+                    f"sky-distill {sum(ours[kind])}/{len(ours[kind])}   plain {sum(plain[kind])}/{len(plain[kind])}"
+                )
+    return report
+
+
+def near_miss(limit: int | None, examples: int = 5) -> dict[str, object]:
+    """False positives on wrong answers one digit or sign from every benchmark gold."""
+    from sky_distill.verify.labelled import near_misses
+    from sky_distill.verify.math import equivalent
+
+    pairs = []
+    for benchmark in NEAR_MISS_BENCHMARKS:
+        for row in read_jsonl(SHARED / "benchmarks" / f"{benchmark}.jsonl"):
+            pairs += [(variant, str(row["answer"])) for variant in near_misses(str(row["answer"]))]
+    pairs = pairs[:limit]
+    started = time.perf_counter()
+    ours = [(pred, gold) for pred, gold in pairs if equivalent(pred, gold)]
+    elapsed = time.perf_counter() - started
+    plain = sum(plain_math_verify(pred, gold) for pred, gold in pairs)
     return {
-        "answer pairs, sky-distill": share(ours_pairs, len(pairs)),
-        "answer pairs, plain math-verify": share(plain_pairs, len(pairs)),
-        "model outputs, sky-distill": share(ours_outputs, len(rows)),
-        "model outputs, plain math-verify": share(plain_outputs, len(rows)),
+        "near misses (one digit or sign from a gold)": len(pairs),
+        "accepted by sky-distill (false positives)": len(ours),
+        "accepted by plain math-verify": plain,
+        "sky-distill pairs/s": round(len(pairs) / elapsed, 1),
+        "examples accepted": ours[:examples],
     }
 
 
@@ -139,11 +201,18 @@ def main() -> None:
     parser.add_argument(
         "--references", action="store_true", help="also run every HumanEval and MBPP reference solution"
     )
+    parser.add_argument("--by-kind", action="store_true", help="agreement per kind (pairs) or per benchmark/edit")
+    parser.add_argument("--near-miss-limit", type=int, default=None, help="check only the first N near misses")
+    parser.add_argument("--only-throughput", action="store_true", help="only the verify-stage throughput")
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     rows, golds = load_outputs(1)
+    if args.only_throughput:
+        print(throughput(load_outputs(args.repeat)[0], golds, args.workers))
+        return
     sections = {
-        "agreement with hand-checked labels": agreement(rows, golds),
+        "agreement with hand-checked labels": agreement(rows, golds, args.by_kind),
+        "near-miss test": near_miss(args.near_miss_limit),
         "throughput on model_outputs_dev": throughput(load_outputs(args.repeat)[0], golds, args.workers),
         "sandbox": sandbox_rate(args.sandbox_runs, args.workers),
     }
@@ -152,7 +221,7 @@ def main() -> None:
     for title, values in sections.items():
         print(f"\n{title}")
         for key, value in values.items():
-            print(f"  {key:<48} {value}")
+            print(f"  {key:<52} {value}")
 
 
 if __name__ == "__main__":
