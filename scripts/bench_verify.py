@@ -132,6 +132,18 @@ def near_miss(limit: int | None, examples: int = 5) -> dict[str, object]:
     }
 
 
+def cpu_per_response(rows: list[dict], golds: dict[str, str]) -> float:
+    """CPU seconds per `is_correct` call, sequential in this process: steady on a busy machine,
+    where wall-clock rates swing with other load (compare two versions of the verifier with it)."""
+    from sky_distill.verify.math import _parse_forms, is_correct
+
+    _parse_forms.cache_clear()
+    started = time.process_time()
+    for row in rows:
+        is_correct(row["response"], golds[row["problem_id"]])
+    return round((time.process_time() - started) / len(rows), 5)
+
+
 def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[str, float]:
     from sky_distill.records import Problem
     from sky_distill.verify.stage import verify_responses
@@ -147,6 +159,7 @@ def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[st
     ours_s = time.perf_counter() - started
     return {
         "responses": len(rows),
+        "sky-distill in this process, CPU s per response": cpu_per_response(rows, golds),
         "plain math-verify, sequential (responses/s)": round(len(rows) / plain_s, 1),
         f"sky-distill verify, {workers} workers (responses/s)": round(len(rows) / ours_s, 1),
         "ratio (sky-distill / plain)": round(plain_s / ours_s, 2),

@@ -43,7 +43,7 @@ _TIME = re.compile(
 
 def minutes_of_day(text: str) -> float | None:
     """`9:15 p.m.` -> 1275.0, `21:15:30` -> 1275.5; None when the text is not a time of day."""
-    match = _TIME.match(text)
+    match = _TIME.match(re.sub(r"\\[,;:! ]", " ", text))
     if not match:
         return None
     hours, minutes, seconds = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
@@ -70,25 +70,40 @@ def drop_trailing_words(text: str) -> str:
     return match.group(1) if match else text
 
 
+_NAME = r"(?:\{\s*([a-zA-Z]|\\[a-zA-Z]+)\s*\}|([a-zA-Z]|\\[a-zA-Z]+))"
+_SUBSCRIPT = r"(?:\s*_\s*(?:\{\s*(\w+)\s*\}|(\w)))?"
+_VARIABLE = _NAME + _SUBSCRIPT
 _DERIVATIVE_FORMS = (
-    re.compile(r"\\frac\s*\{\s*d\s*([a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*\}\s*\{\s*d\s*t\s*\}"),
-    re.compile(r"\\dot\s*\{\s*([a-zA-Z]|\\[a-zA-Z]+)\s*\}"),
-    re.compile(r"\\dot\s*([a-zA-Z])"),
-    re.compile(r"(?<![\\a-zA-Z])([a-zA-Z])\s*(?:'|\^\s*\{\s*\\prime\s*\}|\^\s*\\prime)(?!')"),
+    (
+        2,
+        re.compile(
+            rf"\\frac\s*\{{\s*d\s*\^\s*\{{?\s*2\s*\}}?\s*{_VARIABLE}\s*\}}\s*\{{\s*d\s*t\s*\^\s*\{{?\s*2\s*\}}?\s*\}}"
+        ),
+    ),
+    (1, re.compile(rf"\\frac\s*\{{\s*d\s*{_VARIABLE}\s*\}}\s*\{{\s*d\s*t\s*\}}")),
+    (2, re.compile(rf"\\ddot\s*{_VARIABLE}")),
+    (1, re.compile(rf"\\dot\s*{_VARIABLE}")),
+    (1, re.compile(r"(?<![\\a-zA-Z])()([a-zA-Z])()()\s*(?:'|\^\s*\{\s*\\prime\s*\}|\^\s*\\prime)(?!')")),
 )
 
 
+def _derivative_name(match: re.Match) -> str:
+    name = (match.group(1) or match.group(2)).lstrip("\\")
+    return name + (match.group(3) or match.group(4) or "")
+
+
 def unify_derivatives(text: str) -> str:
-    """First time derivatives in dot, prime or Leibniz notation -> the name `D_{x}`."""
-    for pattern in _DERIVATIVE_FORMS:
-        text = pattern.sub(lambda match: f"D_{{{match.group(1).lstrip(chr(92))}}}", text)
+    """Time derivatives in dot, prime or Leibniz notation -> one name: `\\dot{x}_0` -> `D_{x0}`, `\\ddot{v}` -> `DD_{v}`."""
+    for order, pattern in _DERIVATIVE_FORMS:
+        text = pattern.sub(lambda m, order=order: f"{'D' * order}_{{{_derivative_name(m)}}}", text)
     return text
 
 
 def unify_subscripts(text: str) -> str:
     """`V0`, `V_0`, `V_{0}` -> `V_{0}`: a single letter followed by digits is a subscripted name."""
     text = re.sub(r"(?<![\\a-zA-Z])([a-zA-Z])_(\d)(?!\d)", r"\1_{\2}", text)
-    return re.sub(r"(?<![\\a-zA-Z{])([a-zA-Z])(\d+)(?![\d.}])", r"\1_{\2}", text)
+    text = re.sub(r"_\s*\{\s*\\(?:text|mathrm|rm)\s*\{\s*([^{}]*?)\s*\}\s*\}", r"_{\1}", text)  # `_{\text{red}}`
+    return re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
 
 
 _COLUMN = re.compile(r"\\begin\{([pbv]?matrix)\}(.*?)\\end\{\1\}", re.DOTALL)
