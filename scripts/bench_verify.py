@@ -133,10 +133,12 @@ def near_miss(limit: int | None, examples: int = 5) -> dict[str, object]:
 
 
 def cpu_per_response(rows: list[dict], golds: dict[str, str]) -> float:
-    """CPU seconds per `is_correct` call, sequential in this process: steady on a busy machine,
+    """CPU seconds per `is_correct` call once warm, sequential in this process: steady on a busy machine,
     where wall-clock rates swing with other load (compare two versions of the verifier with it)."""
     from sky_distill.verify.math import _parse_forms, is_correct
 
+    for row in rows:  # first pass: imports and sympy's lazily built tables, paid once per worker
+        is_correct(row["response"], golds[row["problem_id"]])
     _parse_forms.cache_clear()
     started = time.process_time()
     for row in rows:

@@ -87,15 +87,16 @@ _DERIVATIVE_FORMS = (
 )
 
 
-def _derivative_name(match: re.Match) -> str:
-    name = (match.group(1) or match.group(2)).lstrip("\\")
-    return name + (match.group(3) or match.group(4) or "")
+def _derivative_name(match: re.Match, order: int) -> str:
+    name, subscript = match.group(1) or match.group(2), match.group(3) or match.group(4)
+    return f"\\{'d' * order}ot{{{name}}}" + (f"_{{{subscript}}}" if subscript else "")
 
 
 def unify_derivatives(text: str) -> str:
-    """Time derivatives in dot, prime or Leibniz notation -> one name: `\\dot{x}_0` -> `D_{x0}`, `\\ddot{v}` -> `DD_{v}`."""
+    """Time derivatives in dot, prime or Leibniz notation -> dot notation (`\\frac{d x_0}{dt}` ->
+    `\\dot{x}_{0}`, `\\frac{d^2 v}{dt^2}` -> `\\ddot{v}`), which math-verify reads as one name."""
     for order, pattern in _DERIVATIVE_FORMS:
-        text = pattern.sub(lambda m, order=order: f"{'D' * order}_{{{_derivative_name(m)}}}", text)
+        text = pattern.sub(lambda m, order=order: _derivative_name(m, order), text)
     return text
 
 

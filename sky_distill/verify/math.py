@@ -424,8 +424,6 @@ def _plain_number(forms_: tuple) -> float | None:
 def _same_at_random_points(pred_form, gold_form) -> bool:
     """Two expressions equal as functions: the same value at random points (trig and complex
     identities, a product of complex factors against its expansion). `i` is the imaginary unit."""
-    import random
-
     import sympy
 
     if not (isinstance(pred_form, sympy.Expr) and isinstance(gold_form, sympy.Expr)):
@@ -434,24 +432,20 @@ def _same_at_random_points(pred_form, gold_form) -> bool:
     if pred_form.has(*steps) or gold_form.has(*steps):
         return False  # equal at a few points says nothing about step functions
     swap = {symbol: sympy.I for symbol in pred_form.free_symbols | gold_form.free_symbols if symbol.name == "i"}
-    pred_form, gold_form = pred_form.subs(swap), gold_form.subs(swap)
-    symbols = sorted(pred_form.free_symbols | gold_form.free_symbols, key=lambda symbol: symbol.name)
-    if not symbols and not swap:
-        return False
-    generator = random.Random(0)
-    for _ in range(3):
-        point = {symbol: sympy.Float(generator.uniform(0.5, 4.5), 30) for symbol in symbols}
-        try:
-            a, b = complex(sympy.N(pred_form.subs(point), 30)), complex(sympy.N(gold_form.subs(point), 30))
-        except Exception:  # sympy raises many kinds on odd input
-            return False
-        if not (math.isfinite(abs(a)) and math.isfinite(abs(b))) or abs(a - b) > 1e-12 * max(1.0, abs(b)):
-            return False
-    return True
+    if not swap and not (pred_form.free_symbols or gold_form.free_symbols):
+        return False  # two numbers: math-verify has compared them
+    differences = _values_at_random_points((pred_form - gold_form).subs(swap))
+    scales = _values_at_random_points(gold_form.subs(swap))
+    return (
+        differences is not None
+        and scales is not None
+        and all(abs(d) <= 1e-12 * max(1.0, abs(g)) for d, g in zip(differences, scales))
+    )
 
 
 def _same_equation(pred_forms: tuple, gold_forms: tuple) -> bool:
-    """Two equations with the same solution set: `lhs - rhs` of one a constant multiple of the other's."""
+    """Two equations with the same solution set: `lhs - rhs` of one a constant multiple of the
+    other's (the ratio is the same nonzero number at random points)."""
     import sympy
 
     pred, gold = (pred_forms or [None])[0], (gold_forms or [None])[0]
@@ -459,12 +453,31 @@ def _same_equation(pred_forms: tuple, gold_forms: tuple) -> bool:
         return False
     try:
         pred_side, gold_side = pred.lhs - pred.rhs, gold.lhs - gold.rhs
-        if gold_side == 0 or not (pred_side.free_symbols and pred_side.free_symbols == gold_side.free_symbols):
-            return False
-        ratio = sympy.nsimplify(sympy.simplify(pred_side / gold_side))
-    except Exception:  # sympy raises many kinds on odd input
+    except TypeError:  # sets or tuples on a side
         return False
-    return bool(ratio.is_number and ratio != 0 and ratio.is_finite)
+    if not pred_side.free_symbols or pred_side.free_symbols != gold_side.free_symbols:
+        return False
+    ratios = _values_at_random_points(pred_side / gold_side)
+    return ratios is not None and all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios) and ratios[0] != 0
+
+
+def _values_at_random_points(expression, points: int = 3) -> list[complex] | None:
+    """The values of an expression at a few fixed pseudo-random points, or None if any is undefined."""
+    import random
+
+    symbols = sorted(expression.free_symbols, key=lambda symbol: symbol.name)
+    generator = random.Random(0)
+    values = []
+    for _ in range(points):
+        point = {symbol: generator.uniform(0.5, 4.5) for symbol in symbols}
+        try:
+            value = complex(expression.evalf(30, subs=point))
+        except Exception:  # sympy raises many kinds on odd input
+            return None
+        if not math.isfinite(abs(value)):
+            return None
+        values.append(value)
+    return values
 
 
 def _named_sides(pred: str, gold: str) -> tuple[str, str] | None:
@@ -501,10 +514,17 @@ def _compare(pred: str, gold: str) -> bool:
 
 
 def _compare_values(pred: str, gold: str) -> bool:
+    import sympy
+
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
+    if not (gold_forms and pred_forms and _trusted(gold_forms) and _trusted(pred_forms)):
+        return False
+    gold_form, pred_form = gold_forms[0], pred_forms[0]
+    if isinstance(gold_form, sympy.Expr) and isinstance(pred_form, sympy.Expr) and gold_form.free_symbols:
+        return _same_at_random_points(pred_form, gold_form)  # complete for functions, and cheaper than verify
     if _verify(gold_forms, pred_forms):
         return not _numbers_differ(gold_forms, pred_forms)
-    return bool(gold_forms and pred_forms) and _same_at_random_points(pred_forms[0], gold_forms[0])
+    return False
 
 
 def _same_time_or_precision(pred: str, gold: str) -> bool | None:
