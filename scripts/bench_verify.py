@@ -1,14 +1,18 @@
 """Verification throughput and agreement, measured side by side in one run.
 
-    python scripts/bench_verify.py [--workers 2] [--sandbox-runs 40] [--repeat 1]
+    python scripts/bench_verify.py [--workers 2] [--sandbox-runs 40] [--repeat 1] [--by-kind]
 
-1. Agreement with hand-checked labels on ../shared/fixtures: `answer_equivalence_dev.jsonl`
-   (pred/gold pairs) and `model_outputs_dev.jsonl` (whole responses; gold joined from
-   ../shared/benchmarks by problem id), for sky-distill's verifier and for plain math-verify
-   (`verify(parse(gold), parse(response))`).
-2. Throughput on the model outputs: the verify stage's path (`verify_responses`, worker processes
-   with hard timeouts, `--workers` of them) against sequential plain math-verify in this process,
-   on the same responses; prints the ratio.
+1. Agreement with hand-checked labels, per split (and per kind with `--by-kind`), for sky-distill's
+   verifier and for plain math-verify (`verify(parse(gold), parse(answer))`): dev pairs (math-verify's
+   suite in ../shared/fixtures, and `tests/verify/data/equivalence_dev.jsonl`), held-out pairs
+   (`equivalence_held_out.jsonl`), dev responses (`model_outputs_dev.jsonl`, gold joined from
+   ../shared/benchmarks) and held-out responses (`responses_held_out.jsonl`). See that folder's README.
+   Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected.
+2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
+   versions of the verifier with `PYTHONPATH=<checkout> python scripts/bench_verify.py
+   --only-throughput`, alternating), and the verify stage's path (`verify_responses`, worker
+   processes with hard timeouts, `--workers` of them) against sequential plain math-verify in this
+   process, on the same responses; prints the ratio.
 3. Sandbox executions per second: `run_python` on a trivial program, one at a time and
    `--workers` at a time, with the isolation backend in use.
 4. With `--references`: every HumanEval and MBPP reference solution through the code check

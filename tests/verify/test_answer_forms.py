@@ -78,13 +78,7 @@ def _near_miss_pairs(per_benchmark: int | None) -> list[tuple[str, str]]:
 
 @requires_shared(BENCHMARKS)
 def test_no_near_miss_of_a_benchmark_gold_is_accepted_sample():
+    """A sample for CI; `scripts/bench_verify.py` runs all 3,278 near misses of every gold."""
     pairs = _near_miss_pairs(per_benchmark=15)
     accepted = [pair for pair in pairs if equivalent(*pair)]
     assert len(pairs) > 100 and accepted == []
-
-
-@pytest.mark.slow
-@requires_shared(BENCHMARKS)
-def test_no_near_miss_of_any_benchmark_gold_is_accepted():
-    accepted = [pair for pair in _near_miss_pairs(per_benchmark=None) if equivalent(*pair)]
-    assert accepted == []
