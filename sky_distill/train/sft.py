@@ -175,9 +175,9 @@ def run(job: TrainJob) -> dict[str, Any]:
     if distill:
         from sky_distill.train.distill import DistillLoss
 
-        loss_fn = DistillLoss(distill, teacher)
+        loss_fn = DistillLoss(distill, teacher, train.fused_loss)
     else:
-        loss_fn = build_loss(train.loss)
+        loss_fn = build_loss(train.loss, train.fused_loss)
     padding_free = train.packing and attention == "flash_attention_2"  # varlen kernels: one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"
