@@ -1,0 +1,43 @@
+"""Settings for 8 x 80 GB clusters: DeepSpeed groups as composed, the GPU a rank takes, the online
+teacher refused where it cannot fit, MFU without the input embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from sky_distill.train.distributed import cuda_device_index
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def zero(group: str) -> dict:
+    with initialize_config_dir(str(CONF), version_base=None):
+        cfg = compose("config", overrides=[f"deepspeed={group}"])
+    return OmegaConf.to_container(cfg.deepspeed.zero_optimization, resolve=True)
+
+
+def test_deepspeed_groups_overlap_communication_and_offload_parameters_only_when_asked():
+    for group in ("zero2", "zero2_offload", "zero3", "zero3_offload", "zero3_offload_params"):
+        assert zero(group)["overlap_comm"] is True, group
+    assert zero("zero3_offload")["offload_optimizer"]["device"] == "cpu"
+    assert "offload_param" not in zero("zero3_offload")  # the 32B recipe's group: optimizer alone
+    assert zero("zero3_offload_params")["offload_param"]["device"] == "cpu"
+
+
+def test_train_sbatch_asks_for_memory_and_builds_extensions_node_locally():
+    script = (CONF.parent / "slurm" / "train.sbatch").read_text()
+    assert "#SBATCH --mem=0" in script
+    assert "TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-${TMPDIR:-/tmp}/" in script
+    assert script.index("sky_distill.train.extensions") < script.rindex("sky-distill train")
+
+
+def test_a_rank_takes_its_local_rank_modulo_the_visible_gpus():
+    assert [cuda_device_index(rank, 8) for rank in (0, 7)] == [0, 7]
+    assert [cuda_device_index(rank, 1) for rank in range(4)] == [0, 0, 0, 0]  # one GPU bound per task
+    assert cuda_device_index(5, 2) == 1
+    with pytest.raises(RuntimeError, match="no device is visible"):
+        cuda_device_index(0, 0)
