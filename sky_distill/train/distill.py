@@ -50,13 +50,53 @@ class TeacherShapeError(SkyDistillError, ValueError):
     """Teacher and student outputs cannot be compared position by position."""
 
 
+class TeacherTooLargeError(SkyDistillError, ValueError):
+    """A full online-teacher replica per rank would not leave room for the student."""
+
+
+TEACHER_SHARE = 0.35  # of a GPU's memory that a replicated online teacher's weights may take
+
+
+def replica_problem(num_params: int, bytes_per_param: int, device_bytes: int, share: float = TEACHER_SHARE) -> str | None:
+    """Why a teacher of `num_params` cannot be replicated on a device of `device_bytes`, or None.
+
+    Every rank holds the whole online teacher (it is not sharded), beside its share of the student,
+    the optimizer and 16K-token activations: its weights may take `share` of the device.
+    """
+    need, limit = num_params * bytes_per_param, int(device_bytes * share)
+    if need <= limit:
+        return None
+    largest = limit / bytes_per_param / 1e9
+    return (
+        f"the online teacher ({num_params / 1e9:.1f}B parameters, {need / 2**30:.0f} GiB) is replicated on every rank "
+        f"and would take more than {share:.0%} of this GPU's {device_bytes / 2**30:.0f} GiB: online teachers up to "
+        f"~{largest:.0f}B parameters fit here. Distil from a larger teacher offline: store its top-k log-probs "
+        "while generating (generate.sampling.logprobs=k) and train with train.distill.teacher=offline"
+    )
+
+
+def count_teacher_parameters(path: str) -> int:
+    """The teacher's parameter count from its config alone (built on the meta device, nothing loaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
 def load_teacher(path: str, dtype: torch.dtype, device: torch.device) -> Any:
     """The online teacher, frozen in eval mode on this rank's device (each rank holds a copy).
 
+    Refused with `TeacherTooLargeError` on a GPU it does not fit (see `replica_problem`).
     Load it before the student: under ZeRO-3 a live `HfDeepSpeedConfig` would partition it too.
     """
     from transformers import AutoModelForCausalLM
 
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        problem = replica_problem(count_teacher_parameters(path), torch.finfo(dtype).bits // 8, total)
+        if problem:
+            raise TeacherTooLargeError(f"{path}: {problem}")
     teacher = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     teacher.config.use_cache = False
     return teacher.eval().requires_grad_(False).to(device)

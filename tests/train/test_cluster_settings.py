@@ -41,3 +41,22 @@ def test_a_rank_takes_its_local_rank_modulo_the_visible_gpus():
     assert cuda_device_index(5, 2) == 1
     with pytest.raises(RuntimeError, match="no device is visible"):
         cuda_device_index(0, 0)
+
+
+def test_an_online_teacher_too_large_to_replicate_is_refused_with_the_offline_route():
+    from sky_distill.train.distill import replica_problem
+
+    gpu = 80 * 10**9
+    assert replica_problem(7_600_000_000, 2, gpu) is None  # a 7B teacher in bf16 fits beside the student
+    problem = replica_problem(32_800_000_000, 2, gpu)
+    assert "teacher=offline" in problem and "generate.sampling.logprobs" in problem
+    assert "up to ~14B parameters" in problem
+
+
+def test_teacher_parameters_are_counted_without_loading(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from sky_distill.train.distill import count_teacher_parameters
+
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert count_teacher_parameters(str(tiny_model_dir)) == sum(p.numel() for p in loaded.parameters())
