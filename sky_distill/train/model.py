@@ -91,3 +91,13 @@ def count_parameters(model: Any) -> int:
         seen.add(id(parameter))
         total += int(getattr(parameter, "ds_numel", parameter.numel()))
     return total
+
+
+def flop_parameters(model: Any) -> int:
+    """Parameters that take part in matrix multiplies (N of the 6 N D FLOPs): all but the input
+    embedding, a table lookup. A tied embedding is kept: it is also the output projection."""
+    embedding = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is embedding:
+        return count_parameters(model)
+    return count_parameters(model) - int(getattr(embedding, "ds_numel", embedding.numel()))

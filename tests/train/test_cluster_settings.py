@@ -60,3 +60,36 @@ def test_teacher_parameters_are_counted_without_loading(tiny_model_dir):
 
     loaded = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert count_teacher_parameters(str(tiny_model_dir)) == sum(p.numel() for p in loaded.parameters())
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_mfu_leaves_the_input_embedding_out_unless_it_is_the_output_projection(tie):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sky_distill.train.model import count_parameters, flop_parameters
+
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=tie,
+        )
+    )
+    embedding = 1000 * 32
+    assert flop_parameters(model) == count_parameters(model) - (0 if tie else embedding)
+
+
+def test_throughput_summary_spans_the_logged_windows():
+    from sky_distill.train.throughput import ThroughputSummary
+
+    summary = ThroughputSummary()
+    summary.add(1000, 4e12, 2.0, {"train/mem/gpu_peak_gib": 30.0})
+    summary.add(3000, 12e12, 2.0, {"train/mem/gpu_peak_gib": 20.0})
+    result = summary.summary(world_size=2, peak=1.0)  # 1 TFLOP/s a device
+    assert result["train/tokens_per_s"] == 1000.0
+    assert result["train/mfu"] == pytest.approx(2.0)
+    assert result["train/mem/gpu_peak_gib"] == 30.0
