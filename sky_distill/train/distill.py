@@ -57,7 +57,9 @@ class TeacherTooLargeError(SkyDistillError, ValueError):
 TEACHER_SHARE = 0.35  # of a GPU's memory that a replicated online teacher's weights may take
 
 
-def replica_problem(num_params: int, bytes_per_param: int, device_bytes: int, share: float = TEACHER_SHARE) -> str | None:
+def replica_problem(
+    num_params: int, bytes_per_param: int, device_bytes: int, share: float = TEACHER_SHARE
+) -> str | None:
     """Why a teacher of `num_params` cannot be replicated on a device of `device_bytes`, or None.
 
     Every rank holds the whole online teacher (it is not sharded), beside its share of the student,

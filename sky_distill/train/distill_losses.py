@@ -126,7 +126,9 @@ def sparse_divergence_sum(
     total = student.new_zeros((), dtype=torch.float32)
     for part, rows in _chunks(positions):
         student_rows = student.index_select(0, rows).float()
-        total = total + sparse_rows_sum(student_rows, teacher_ids[part], teacher_logprobs[part], kind, temperature, beta)
+        total = total + sparse_rows_sum(
+            student_rows, teacher_ids[part], teacher_logprobs[part], kind, temperature, beta
+        )
     return total
 
 

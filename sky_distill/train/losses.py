@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from sky_distill.train.attention import varlen_keys
 from sky_distill.train.data import IGNORE_INDEX
 from sky_distill.train.fused_loss import chunked_head_loss
 
@@ -49,10 +50,15 @@ class TokenLoss(Protocol):
     def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> LossSums: ...
 
 
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """What the model is called with. `use_cache=False` matters: a KV cache turns off
-    transformers' packed-sequence masking, and packed neighbours would attend to each other."""
-    return {key: batch[key] for key in MODEL_INPUTS if key in batch} | {"use_cache": False}
+    transformers' packed-sequence masking, and packed neighbours would attend to each other.
+    Packed rows (position ids, no padding mask) also carry their sequences' boundaries for
+    variable-length attention (`attention.varlen_keys`; other attention ignores them)."""
+    inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch} | {"use_cache": False}
+    if "position_ids" in batch and "attention_mask" not in batch:
+        inputs |= varlen_keys(batch["position_ids"])
+    return inputs
 
 
 def next_token_targets(labels: torch.Tensor) -> torch.Tensor:

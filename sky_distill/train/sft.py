@@ -153,7 +153,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     precision = resolve_precision(train.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     ds_config = render_deepspeed_config(train, job.zero, plan, precision)
-    attention = select_attention(train.attn_implementation, cuda)
+    attention = select_attention(train.attn_implementation, cuda, train.packing)
     teacher = None
     if distill and distill.teacher == "online":  # before the student: ZeRO-3 would partition it too
         from sky_distill.train.distill import load_teacher
@@ -178,7 +178,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         loss_fn = DistillLoss(distill, teacher, train.fused_loss)
     else:
         loss_fn = build_loss(train.loss, train.fused_loss)
-    padding_free = train.packing and attention == "flash_attention_2"  # varlen kernels: one row per micro batch
+    padding_free = train.packing and attention in ("flash_attention_2", "sdpa_varlen")  # one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"
     identity = {"world_size": dist.world_size, "data_fingerprint": data_fingerprint(rows)}
