@@ -96,7 +96,7 @@ def train_steps(model, batch, lengths, fused: bool, steps: int) -> dict:
         sums.total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(sums.total) / int((batch["labels"] != -100).sum())
+        return float(sums.total.detach()) / int((batch["labels"] != -100).sum())
 
     step()  # warm-up: kernels chosen, optimizer state allocated
     reset_peak()
@@ -192,7 +192,10 @@ def main() -> None:
         ("dense_mask_fused", "sdpa", True),
     ):
         try:
-            model.set_attn_implementation(attention)
+            if hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation(attention)
+            else:
+                model.config._attn_implementation = attention
             results[name] = train_steps(model, batch, lengths, fused, args.steps)
         except Exception as error:  # one variant failing (e.g. out of memory) must not hide the others
             results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 import torch
 
-CHUNK_ELEMENTS = 2**25  # logits held at once: 220 rows of a 152K vocabulary, 128 MiB in float32
+CHUNK_ELEMENTS = 2**25  # logits held at once on CPU: 220 rows of a 152K vocabulary, 128 MiB in float32
+CUDA_CHUNK_ELEMENTS = 2**28  # on a GPU: 1,765 rows, 1 GiB; small chunks leave its matrix units idle
 
 # (chunk logits [c, V] in float32 (float64 for a float64 head), the chunk's row slice) -> named loss sums of the chunk
 ChunkLoss = Callable[[torch.Tensor, slice], dict[str, torch.Tensor]]
@@ -71,7 +72,10 @@ class _ChunkedHeadLoss(torch.autograd.Function):
                     if need_grad:
                         grad_logits = grad_logits.to(full.dtype)
                         grad_hidden[part] = (grad_logits @ full).to(exact)
-                        grad_weight.addmm_(grad_logits.T.to(exact), chunk.to(exact))
+                        if full.dtype == exact:
+                            grad_weight.addmm_(grad_logits.T, chunk.to(exact))
+                        else:  # bf16 on tensor cores (float32 accumulation inside), summed in float32
+                            grad_weight += (grad_logits.T @ chunk.to(full.dtype)).to(exact)
                 del logits, sums, total
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.dtypes = (hidden.dtype, weight.dtype)
@@ -102,7 +106,8 @@ def chunked_head_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted total (differentiable w.r.t. `hidden` [N, d] and `weight` [V, d]) and the
     detached named parts of `chunk_loss` summed over chunks of `rows` rows of `hidden @ weight.T`."""
-    rows = rows or chunk_rows(int(getattr(weight, "ds_shape", weight.shape)[0]))
+    vocab = int(getattr(weight, "ds_shape", weight.shape)[0])
+    rows = rows or chunk_rows(vocab, CUDA_CHUNK_ELEMENTS if hidden.is_cuda else None)
     need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     total, parts = _ChunkedHeadLoss.apply(hidden, weight, chunk_loss, weights, rows, need_grad)
     return total, {name: parts[index] for index, name in enumerate(weights)}
