@@ -31,7 +31,7 @@ from sky_distill.train.distill_losses import (
     sparse_divergence_sum,
     sparse_rows_sum,
 )
-from sky_distill.train.fused_loss import chunked_head_loss, teacher_logits_chunks
+from sky_distill.train.fused_loss import chunked_head_loss, teacher_logits_chunks, vocab_size
 from sky_distill.train.losses import (
     LossSums,
     cross_entropy_chunks,
@@ -145,9 +145,9 @@ class DistillLoss:
             with torch.no_grad():
                 teacher_hidden, teacher_output = final_hidden(self.teacher, batch)
             teacher_weight = output_weight(self.teacher)
-            if teacher_weight.shape[0] != weight.shape[0]:
+            if vocab_size(teacher_weight) != vocab_size(weight):
                 raise TeacherShapeError(
-                    f"teacher vocabulary {teacher_weight.shape[0]} vs student {weight.shape[0]}: "
+                    f"teacher vocabulary {vocab_size(teacher_weight)} vs student {vocab_size(weight)}: "
                     "the output vocabularies differ in size"
                 )
             teacher_logits = teacher_logits_chunks(hidden_at(teacher_hidden, positions), teacher_weight)

@@ -35,6 +35,11 @@ def chunk_rows(vocab_size: int, chunk_elements: int | None = None) -> int:
     return max(1, (chunk_elements or CHUNK_ELEMENTS) // vocab_size)
 
 
+def vocab_size(weight: torch.Tensor) -> int:
+    """Rows of an output projection, also when ZeRO-3 has partitioned it (`ds_shape`)."""
+    return int(getattr(weight, "ds_shape", weight.shape)[0])
+
+
 def gathered(weight: torch.Tensor):
     """The full weight for the duration of the block under ZeRO-3; a no-op otherwise."""
     if not hasattr(weight, "ds_id"):
@@ -106,8 +111,7 @@ def chunked_head_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted total (differentiable w.r.t. `hidden` [N, d] and `weight` [V, d]) and the
     detached named parts of `chunk_loss` summed over chunks of `rows` rows of `hidden @ weight.T`."""
-    vocab = int(getattr(weight, "ds_shape", weight.shape)[0])
-    rows = rows or chunk_rows(vocab, CUDA_CHUNK_ELEMENTS if hidden.is_cuda else None)
+    rows = rows or chunk_rows(vocab_size(weight), CUDA_CHUNK_ELEMENTS if hidden.is_cuda else None)
     need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     total, parts = _ChunkedHeadLoss.apply(hidden, weight, chunk_loss, weights, rows, need_grad)
     return total, {name: parts[index] for index, name in enumerate(weights)}

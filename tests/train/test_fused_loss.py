@@ -121,3 +121,13 @@ def test_chunked_head_loss_in_float64_and_without_grad():
     with torch.no_grad():
         again, _ = chunked_head_loss(hidden, weight, chunk_loss, {"ce": 2.0}, rows=5)
     assert not again.requires_grad and torch.isclose(again, total.detach())
+
+
+def test_an_online_teacher_with_another_vocabulary_is_refused():
+    from sky_distill.train.distill import TeacherShapeError
+
+    teacher = tiny(5)
+    teacher.resize_token_embeddings(VOCAB + 8)
+    config = DistillConfig(teacher="online", teacher_path="unused")
+    with pytest.raises(TeacherShapeError, match=f"teacher vocabulary {VOCAB + 8} vs student {VOCAB}"):
+        DistillLoss(config, teacher, fused=True)(tiny(6), packed_batch())
