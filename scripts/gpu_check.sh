@@ -26,15 +26,15 @@ EOF
   for module in deepspeed vllm; do
     "$python" -c "import $module" 2>/dev/null || missing+=("$module")
   done
-  deselect=()
+  extra_tests=()
   if [[ " ${missing[*]} " == *" deepspeed "* ]]; then
     echo "skipped: tests/train/test_deepspeed.py (deepspeed is not installed here)"
   else
-    deselect+=(tests/train/test_deepspeed.py)
+    extra_tests+=(tests/train/test_deepspeed.py)
   fi
   # shellcheck disable=SC2068
   timeout 120 "$python" -m pytest -p no:cacheprovider -q -rs -m gpu -o addopts="" \
-    tests/train/test_gpu_paths.py tests/train/test_losses.py ${deselect[@]} 2>&1
+    tests/train/test_gpu_paths.py tests/train/test_losses.py ${extra_tests[@]} 2>&1
   echo "pytest exit: $?"
 
   echo "== training step (Qwen2.5-1.5B shape, 16K packed tokens)"
