@@ -35,9 +35,9 @@ TAIL_FLOOR = 1e-8  # least teacher "other" mass: a top-k summing to 1 (float16 r
 
 
 def _kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    """KL(A || B) per row, with 0 log 0 = 0."""
-    terms = log_a.exp() * (log_a - log_b)
-    return torch.where(torch.isneginf(log_a), torch.zeros_like(terms), terms).sum(-1)
+    """KL(A || B) per row, with 0 log 0 = 0 (also in the gradient: no 0 * nan where both are -inf)."""
+    difference = torch.where(torch.isneginf(log_a), torch.zeros_like(log_a), log_a - log_b)
+    return (log_a.exp() * difference).sum(-1)
 
 
 def divergence(log_p: torch.Tensor, log_q: torch.Tensor, kind: str, beta: float = 0.5) -> torch.Tensor:
@@ -47,7 +47,9 @@ def divergence(log_p: torch.Tensor, log_q: torch.Tensor, kind: str, beta: float 
     if kind == "reverse_kl" or (kind == "jsd" and beta == 1):
         return _kl(log_q, log_p)
     if kind == "jsd":
-        log_m = torch.logaddexp(log_p + math.log(beta), log_q + math.log(1 - beta))
+        neither = torch.isneginf(log_p) & torch.isneginf(log_q)  # padding: keep nan out of the gradient
+        safe_p, safe_q = log_p.masked_fill(neither, 0.0), log_q.masked_fill(neither, 0.0)
+        log_m = torch.logaddexp(safe_p + math.log(beta), safe_q + math.log(1 - beta)).masked_fill(neither, -math.inf)
         return (beta * _kl(log_p, log_m) + (1 - beta) * _kl(log_q, log_m)) / (beta * (1 - beta))
     if kind == "tv":
         return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
@@ -95,7 +97,8 @@ def bucket_log_probs(
     ids = teacher_ids.clamp(min=0)
     log_z = torch.logsumexp(student_logits, dim=-1, keepdim=True)
     log_q_top = student_logits.gather(-1, ids) - log_z
-    in_top = torch.zeros_like(student_logits).scatter_add(-1, ids, valid.to(student_logits.dtype)) > 0
+    marks = torch.zeros(student_logits.shape, dtype=torch.uint8, device=student_logits.device)
+    in_top = marks.scatter_add_(-1, ids, valid.to(torch.uint8)) > 0
     log_q_other = torch.logsumexp(student_logits.masked_fill(in_top, float("-inf")), dim=-1, keepdim=True) - log_z
     log_p_top = teacher_logprobs.float().masked_fill(~valid, float("-inf"))
     p_other = (1 - log_p_top.exp().sum(-1, keepdim=True)).clamp(min=TAIL_FLOOR)
@@ -122,12 +125,32 @@ def sparse_divergence_sum(
     student = student_logits.reshape(-1, student_logits.size(-1))
     total = student.new_zeros((), dtype=torch.float32)
     for part, rows in _chunks(positions):
-        log_p, log_q = bucket_log_probs(
-            student.index_select(0, rows).float(), teacher_ids[part], teacher_logprobs[part]
+        student_rows = student.index_select(0, rows).float()
+        total = total + sparse_rows_sum(
+            student_rows, teacher_ids[part], teacher_logprobs[part], kind, temperature, beta
         )
-        # the log-softmax inside also renormalises rounded float16 rows at T = 1
-        total = total + _tempered_divergence_sum(log_p, log_q, kind, temperature, beta)
-    return total * temperature**2
+    return total
+
+
+def sparse_rows_sum(
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    kind: str,
+    temperature: float = 1.0,
+    beta: float = 0.5,
+) -> torch.Tensor:
+    """`sparse_divergence_sum` of rows that are already the target positions' ([n, V] and [n, k])."""
+    log_p, log_q = bucket_log_probs(student_logits, teacher_ids, teacher_logprobs)
+    # the log-softmax inside also renormalises rounded float16 rows at T = 1
+    return _tempered_divergence_sum(log_p, log_q, kind, temperature, beta) * temperature**2
+
+
+def dense_rows_sum(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str, temperature: float = 1.0, beta: float = 0.5
+) -> torch.Tensor:
+    """`dense_divergence_sum` of rows that are already the target positions' ([n, V] each, float32)."""
+    return _tempered_divergence_sum(teacher_logits, student_logits, kind, temperature, beta) * temperature**2
 
 
 def feature_loss_sum(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, kind: str) -> torch.Tensor:

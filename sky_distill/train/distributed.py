@@ -34,6 +34,14 @@ def set_accelerator_env() -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+def cuda_device_index(local_rank: int, visible_devices: int) -> int:
+    """This rank's GPU: local rank modulo the visible devices, so a cluster that binds one GPU
+    per task (each rank sees only `cuda:0`) and one that shows all GPUs to every rank both work."""
+    if visible_devices < 1:
+        raise RuntimeError(f"local rank {local_rank}: CUDA is available but no device is visible")
+    return local_rank % visible_devices
+
+
 def init_distributed(num_threads: int | None = None) -> DistInfo:
     """Join the process group that torchrun (or srun) described, or make a group of one."""
     set_accelerator_env()
@@ -45,8 +53,8 @@ def init_distributed(num_threads: int | None = None) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device, backend = torch.device("cuda", local_rank), "nccl"
+        device, backend = torch.device("cuda", cuda_device_index(local_rank, torch.cuda.device_count())), "nccl"
+        torch.cuda.set_device(device)
     else:
         device, backend = torch.device("cpu"), "gloo"
         cores = os.cpu_count() or 1

@@ -75,8 +75,14 @@ def main() -> None:
     import torch
 
     clear_stale_locks()
-    if torch.cuda.is_available():
-        print("extensions: a GPU is present; DeepSpeed builds its CUDA ops on first use")
+    if torch.cuda.is_available():  # CPU Adam (ZeRO offload) ahead; other CUDA ops build on first use
+        try:
+            from deepspeed.ops.op_builder import CPUAdamBuilder
+
+            CPUAdamBuilder().load(verbose=False)
+            print(f"extensions: built CPU Adam for the GPU build ({extensions_root()})")
+        except Exception as error:  # not fatal here: a job without optimizer offload does not need it
+            print(f"extensions: CPU Adam not built ahead ({error}); it builds on first use")
         return
     started = time.time()
     names = build_cpu_ops()

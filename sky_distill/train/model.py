@@ -19,11 +19,26 @@ def flash_attention_available() -> bool:
     return True
 
 
-def select_attention(requested: str, cuda: bool) -> str:
-    """`auto`: flash attention 2 on a GPU where it is installed, else PyTorch SDPA."""
+def select_attention(requested: str, cuda: bool, packing: bool = True) -> str:
+    """`auto`: flash attention 2 on a GPU where it is installed, else `sdpa_varlen`
+    (`train/attention.py`: torch's varlen flash kernel on GPU, per-sequence SDPA on CPU).
+    Packed rows on a GPU with neither kernel are an error, not a silent dense-mask fallback."""
+    from sky_distill.train.attention import NAME, VarlenUnavailableError, torch_varlen_attn
+
     if requested != "auto":
         return requested
-    return "flash_attention_2" if cuda and flash_attention_available() else "sdpa"
+    if not cuda:
+        return NAME
+    if flash_attention_available():
+        return "flash_attention_2"
+    if torch_varlen_attn() is not None:
+        return NAME
+    if packing:
+        raise VarlenUnavailableError(
+            "train.packing on a GPU needs variable-length attention: install flash-attn (the gpu extra) or "
+            "torch >= 2.10 (torch.nn.attention.varlen); or set train.packing=false"
+        )
+    return "sdpa"
 
 
 def liger_available() -> bool:
@@ -69,6 +84,10 @@ def load_model(
     from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
 
+    if attn_implementation == "sdpa_varlen":
+        from sky_distill.train.attention import register
+
+        register()
     zero3 = int(ds_config["zero_optimization"].get("stage", 0)) == 3
     keep_alive = HfDeepSpeedConfig(ds_config) if zero3 else None
     model = AutoModelForCausalLM.from_pretrained(
@@ -91,3 +110,13 @@ def count_parameters(model: Any) -> int:
         seen.add(id(parameter))
         total += int(getattr(parameter, "ds_numel", parameter.numel()))
     return total
+
+
+def flop_parameters(model: Any) -> int:
+    """Parameters that take part in matrix multiplies (N of the 6 N D FLOPs): all but the input
+    embedding, a table lookup. A tied embedding is kept: it is also the output projection."""
+    embedding = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is embedding:
+        return count_parameters(model)
+    return count_parameters(model) - int(getattr(embedding, "ds_numel", embedding.numel()))

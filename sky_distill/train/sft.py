@@ -37,7 +37,7 @@ from sky_distill.train.losses import build_loss
 from sky_distill.train.preemption import PREEMPTED_FILE, StopRequest
 from sky_distill.train.schedule import plan_batches
 from sky_distill.train.templates import apply_chat_template_choice, end_of_turn_ids
-from sky_distill.train.throughput import memory_stats, mfu, peak_tflops, step_flops
+from sky_distill.train.throughput import ThroughputSummary, memory_stats, mfu, peak_tflops, step_flops
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,13 @@ def run(job: TrainJob) -> dict[str, Any]:
     # Model and engine.
     import deepspeed
 
-    from sky_distill.train.model import count_parameters, load_model, select_attention
+    from sky_distill.train.model import count_parameters, flop_parameters, load_model, select_attention
     from sky_distill.train.optim import build_optimizer
 
     cuda = torch.cuda.is_available()
     precision = resolve_precision(train.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     ds_config = render_deepspeed_config(train, job.zero, plan, precision)
-    attention = select_attention(train.attn_implementation, cuda)
+    attention = select_attention(train.attn_implementation, cuda, train.packing)
     teacher = None
     if distill and distill.teacher == "online":  # before the student: ZeRO-3 would partition it too
         from sky_distill.train.distill import load_teacher
@@ -167,7 +167,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         from sky_distill.train.distill import attach_projections
 
         attach_projections(model, teacher.config.hidden_size, distill.features.layers)
-    num_params = count_parameters(model)
+    num_params, num_flop_params = count_parameters(model), flop_parameters(model)
     optimizer, make_scheduler = build_optimizer(model, train, num_steps, uses_optimizer_offload(job.zero))
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
@@ -175,10 +175,10 @@ def run(job: TrainJob) -> dict[str, Any]:
     if distill:
         from sky_distill.train.distill import DistillLoss
 
-        loss_fn = DistillLoss(distill, teacher)
+        loss_fn = DistillLoss(distill, teacher, train.fused_loss)
     else:
-        loss_fn = build_loss(train.loss)
-    padding_free = train.packing and attention == "flash_attention_2"  # varlen kernels: one row per micro batch
+        loss_fn = build_loss(train.loss, train.fused_loss)
+    padding_free = train.packing and attention in ("flash_attention_2", "sdpa_varlen")  # one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"
     identity = {"world_size": dist.world_size, "data_fingerprint": data_fingerprint(rows)}
@@ -212,6 +212,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     )
     window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
     last_loss = float("nan")
+    throughput = ThroughputSummary()
     preempted_at = None
     completed = start_step
     for step in progress:
@@ -225,7 +226,7 @@ def run(job: TrainJob) -> dict[str, Any]:
             lengths = [len(example) for row in batch_rows for example in row.examples]
             local["tokens"] += sum(lengths)
             local["computed"] += int(batch["input_ids"].numel())
-            local["flops"] += step_flops(num_params, config.num_hidden_layers, config.hidden_size, lengths)
+            local["flops"] += step_flops(num_flop_params, config.num_hidden_layers, config.hidden_size, lengths)
             batch = {key: value.to(dist.device) for key, value in batch.items()}
             sums = loss_fn(engine, batch)
             # DeepSpeed averages gradients over ranks: scale so the result is sum / global targets.
@@ -248,6 +249,8 @@ def run(job: TrainJob) -> dict[str, Any]:
         if tracker and (completed % train.log_every == 0 or completed == num_steps or stops):
             elapsed = max(time.perf_counter() - window["start"], 1e-9)
             grad_norm = engine.get_global_grad_norm()
+            memory = memory_stats(dist.device)
+            throughput.add(window["tokens"], window["flops"], elapsed, memory)
             tracker.log(
                 {
                     "train/loss": last_loss,
@@ -260,7 +263,7 @@ def run(job: TrainJob) -> dict[str, Any]:
                     "train/padding_fraction": padding_fraction([window["tokens"]], [window["computed"]]),
                     "train/mfu": mfu(window["flops"], elapsed, dist.world_size, peak),
                     "train/target_tokens": step_target_tokens,
-                    **memory_stats(dist.device),
+                    **memory,
                 },
                 step=completed,
             )
@@ -310,6 +313,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         "zero_stage": zero_stage(job.zero),
         "zero": job.zero,
         "parameters": num_params,
+        **throughput.summary(dist.world_size, peak),
         **report.as_dict(),
         "provenance": job.provenance,
     }

@@ -1,8 +1,10 @@
 """Throughput, model FLOPs utilisation (MFU) and memory, for the training log.
 
 MFU = achieved model FLOPs per second / peak FLOPs of the devices. Model FLOPs of a step:
-6 x parameters x tokens (forward and backward through the weights) plus causal attention,
-6 x layers x hidden x sum of squared sequence lengths (packed sequences counted apart).
+6 x parameters x tokens (forward and backward through the weights; the input embedding, a
+lookup, is not counted: `model.flop_parameters`) plus causal attention, 6 x layers x hidden x sum
+of squared sequence lengths (packed sequences counted apart). `ThroughputSummary` gathers the
+logged windows into the run's summary (tokens/s and MFU over the run, the highest memory peak).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import resource
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,3 +65,25 @@ def memory_stats(device: torch.device) -> dict[str, Any]:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     stats["train/mem/rss_peak_gib"] = peak_rss / (2**30 if sys.platform == "darwin" else 2**20)
     return stats
+
+
+@dataclass
+class ThroughputSummary:
+    """Tokens, FLOPs and seconds of every logged window, and the highest memory figures seen."""
+
+    tokens: float = 0.0
+    flops: float = 0.0
+    seconds: float = 0.0
+    peaks: dict[str, float] | None = None
+
+    def add(self, tokens: float, flops: float, seconds: float, memory: dict[str, Any]) -> None:
+        self.tokens, self.flops, self.seconds = self.tokens + tokens, self.flops + flops, self.seconds + seconds
+        self.peaks = {key: max(value, (self.peaks or {}).get(key, value)) for key, value in memory.items()}
+
+    def summary(self, world_size: int, peak: float | None) -> dict[str, Any]:
+        seconds = max(self.seconds, 1e-9)
+        return {
+            "train/tokens_per_s": self.tokens / seconds,
+            "train/mfu": mfu(self.flops, seconds, world_size, peak),
+            **(self.peaks or {}),
+        }
