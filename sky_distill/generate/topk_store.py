@@ -216,28 +216,38 @@ def build_row_cache(directories: Iterable[str | Path], wanted: Iterable[Key], ca
         building = cache_dir.with_name(f".{cache_dir.name}.tmp-{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
         building.mkdir(parents=True)
-        open_memmap = np.lib.format.open_memmap
-        out = {
-            "ids": open_memmap(building / "ids.npy", mode="w+", dtype=np.int32, shape=(total, width)),
-            "logprobs": open_memmap(building / "logprobs.npy", mode="w+", dtype=np.float16, shape=(total, width)),
-            "sampled": open_memmap(building / "sampled.npy", mode="w+", dtype=np.int32, shape=(total,)),
-        }
-        # Pass 2: one chunk at a time, copy its winners' rows to their places.
+        shapes = {"ids": (total, width), "logprobs": (total, width), "sampled": (total,)}
+        dtypes = {"ids": np.int32, "logprobs": np.float16, "sampled": np.int32}
+        files, data_start = {}, {}
+        for name in CACHE_FILES:  # a .npy header, then rows by plain writes (no dirty mapped pages)
+            with open(building / f"{name}.npy", "wb") as handle:
+                descr = np.lib.format.dtype_to_descr(np.dtype(dtypes[name]))
+                header = {"descr": descr, "fortran_order": False, "shape": shapes[name]}
+                np.lib.format.write_array_header_1_0(handle, header)
+                data_start[name] = handle.tell()
+                handle.truncate(data_start[name] + int(np.prod(shapes[name])) * np.dtype(dtypes[name]).itemsize)
+            files[name] = os.open(building / f"{name}.npy", os.O_WRONLY)
+        # Pass 2: one chunk at a time, write its winners' rows to their places.
         positions = np.flatnonzero(present)
         chunk_of = winner_chunk[present]
-        for number in np.unique(chunk_of):
-            members = np.flatnonzero(chunk_of == number)
-            with np.load(chunks[int(number)]) as chunk:
-                arrays = {name: chunk[name] for name in CACHE_FILES}
-            for member in members:
-                source = slice(winner_start[positions[member]], winner_start[positions[member]] + lengths[member])
-                target = slice(starts_out[member], starts_out[member + 1])
-                for name in CACHE_FILES:
-                    out[name][target] = arrays[name][source]
-            del arrays
-        for array in out.values():
-            array.flush()
-        del out
+        try:
+            for number in np.unique(chunk_of):
+                members = np.flatnonzero(chunk_of == number)
+                with np.load(chunks[int(number)]) as chunk:
+                    arrays = {name: chunk[name] for name in CACHE_FILES}
+                for member in members:
+                    first = winner_start[positions[member]]
+                    source = slice(first, first + lengths[member])
+                    for name in CACHE_FILES:
+                        rows = np.ascontiguousarray(arrays[name][source], dtype=dtypes[name])
+                        row_bytes = rows.itemsize * (width if rows.ndim == 2 else 1)
+                        os.pwrite(files[name], rows.tobytes(), data_start[name] + int(starts_out[member]) * row_bytes)
+                del arrays
+            for handle in files.values():
+                os.fsync(handle)
+        finally:
+            for handle in files.values():
+                os.close(handle)
         np.save(building / "hashes.npy", hashes_out)
         np.save(building / "offsets.npy", starts_out)
         (building / CACHE_MARKER).write_text(

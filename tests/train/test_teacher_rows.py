@@ -42,6 +42,7 @@ def test_cache_holds_only_wanted_samples_last_chunk_wins_and_is_reused(tmp_path)
         assert np.array_equal(stored.ids.read(), expected[key].ids)
         assert np.array_equal(stored.logprobs.read(), expected[key].logprobs)  # the last chunk's, not the first's
     assert rows.get(("rejected", 3)) is None
+    assert len(TopKRows(build_row_cache([directory], [("not-stored", 0)], tmp_path / "none"))) == 0
     marker = (cache / "COMPLETE.json").stat().st_mtime_ns
     assert build_row_cache([directory], reversed(wanted), tmp_path / "cache") == cache
     assert (cache / "COMPLETE.json").stat().st_mtime_ns == marker  # same chunks, same samples: reused
