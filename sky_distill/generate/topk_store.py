@@ -300,17 +300,22 @@ class TopKRows:
         return found
 
 
+FAULT_AROUND = 1 << 16  # the kernel maps up to this window around a faulting page (fault_around_bytes)
+
+
 def read_released(array: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of a memory-mapped array, copied; the mapping's pages are then released."""
+    """Rows [start, stop) of a memory-mapped array, copied; the mapping's pages around them are then
+    released (with the neighbours the kernel mapped along), so reading leaves nothing resident."""
     import mmap
 
     rows = np.array(array[start:stop])
     handle = getattr(array, "_mmap", None)
     if handle is not None and stop > start:
         row_bytes = array.strides[0]
-        begin = array.offset + start * row_bytes
+        begin = max(0, array.offset + start * row_bytes - FAULT_AROUND)
+        end = min(len(handle), array.offset + stop * row_bytes + FAULT_AROUND)
         first = begin - begin % mmap.PAGESIZE
-        handle.madvise(mmap.MADV_DONTNEED, first, begin + (stop - start) * row_bytes - first)
+        handle.madvise(mmap.MADV_DONTNEED, first, end - first)
     return rows
 
 
