@@ -12,7 +12,8 @@ process, with the code of `--before` (a git ref, extracted with `git archive`; d
 merge base with main) and of this checkout:
 
     merge    `generate.merge.merge_shards`: the shards -> `traces.jsonl`
-    verify   `sky-distill verify` (math-verify on every trace, 2 workers; curation; SFT export)
+    verify   `sky-distill verify` (math-verify on every trace, 2 workers, a 60 s timeout so that a
+             loaded machine does not turn checks into timeouts; curation; SFT export)
     kd       the offline KD reader: the stored rows of `verify/sft/verified.jsonl`'s samples,
              aligned to their tokens, and rank 0 of 8 collating its share in micro batches of 16
 
@@ -26,6 +27,7 @@ workers) and wall time side by side, and whether both codes wrote identical outp
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -195,7 +197,11 @@ def child(stage: str, root: Path) -> dict:
         run = stage.run
         code_root = Path(__import__("sky_distill").__file__).resolve().parents[1]
         with initialize_config_dir(config_dir=str(code_root / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[f"paths.root={root}", "stage=verify"], return_hydra_config=True)
+            cfg = compose(
+                "config",
+                overrides=[f"paths.root={root}", "verify.timeout_s=60", "stage=verify"],
+                return_hydra_config=True,
+            )
             HydraConfig.instance().set_config(cfg)
         report = run(cfg)
         facts = {"kept": report["verify/kept"], "acceptance": report["verify/acceptance_rate"]}
@@ -223,7 +229,7 @@ def read_kd_rows(root: Path, run_dir: Path, world: int = 8, micro: int = 16) -> 
     from sky_distill.generate.topk_store import store_directories
     from sky_distill.models.tokenizer import build_byte_tokenizer
     from sky_distill.records import SFTExample, iter_jsonl
-    from sky_distill.train.data import collate_teacher, encode_conversation
+    from sky_distill.train.data import collate_teacher
     from sky_distill.train.teacher_signal import align_rows
     from sky_distill.train.templates import end_of_turn_ids
 
@@ -240,13 +246,17 @@ def read_kd_rows(root: Path, run_dir: Path, world: int = 8, micro: int = 16) -> 
 
         rows = read_chunks(directories)
     teachers = []
-    for _, example in iter_jsonl(files[0], SFTExample):
-        messages = [message.model_dump() for message in example.messages]
-        encoded = encode_conversation(tokenizer, messages, 2048, stops)
-        aligned = align_rows(encoded.response_ids, False, rows[(example.problem_id, example.sample_index)], stops)
-        if isinstance(aligned, str):
-            raise ValueError(f"{example.problem_id}/{example.sample_index}: {aligned}")
-        teachers.append(aligned)
+    records = (example for _, example in iter_jsonl(files[0], SFTExample))
+    while batch := list(itertools.islice(records, 512)):
+        # The response's tokens as the student's tokenizer gives them (the byte tokenizer, a raw SFT
+        # format: the teacher's sampled ids), encoded in batches: the chat template is not measured here.
+        responses = tokenizer([example.messages[-1].content for example in batch], add_special_tokens=False)
+        for example, response_ids in zip(batch, responses["input_ids"]):
+            stored = rows[(example.problem_id, example.sample_index)]
+            aligned = align_rows(response_ids, False, stored, stops)
+            if isinstance(aligned, str):
+                raise ValueError(f"{example.problem_id}/{example.sample_index}: {aligned}")
+            teachers.append(aligned)
     mine = teachers[0::world]
     collated = 0
     for start in range(0, len(mine), micro):
