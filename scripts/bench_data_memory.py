@@ -314,7 +314,7 @@ def run_child(stage: str, root: Path, code: Path, fast_check: bool) -> dict:
 
 def same_outputs(first: Path, second: Path) -> bool:
     run_a, run_b = first / "runs" / "demo", second / "runs" / "demo"
-    files = ["generate/traces.jsonl", "verify/sft/verified.jsonl", "verify/sft/all.jsonl"]
+    files = ["generate/traces.jsonl", "generate/problems.jsonl", "verify/sft/verified.jsonl", "verify/sft/all.jsonl"]
     if any((run_a / name).read_bytes() != (run_b / name).read_bytes() for name in files):
         return False
     with open(run_a / "verify/verdicts.jsonl") as first_file, open(run_b / "verify/verdicts.jsonl") as second_file:
@@ -323,6 +323,11 @@ def same_outputs(first: Path, second: Path) -> bool:
             first_verdict.pop("elapsed_s", None), second_verdict.pop("elapsed_s", None)
             if first_verdict != second_verdict:
                 return False
+    merged = [json.loads((run / "generate" / "COMPLETE.json").read_text()) for run in (run_a, run_b)]
+    if {key: merged[0][key] for key in merged[0] if key.startswith("gen/")} != {
+        key: merged[1][key] for key in merged[1] if key.startswith("gen/")
+    }:
+        return False
     volatile = {"verify/seconds", "verify/responses_per_s", "provenance", "inputs", "policy", "created"}
     reports = [json.loads((run / "verify" / "report.json").read_text()) for run in (run_a, run_b)]
     first, second = ({key: value for key, value in report.items() if key not in volatile} for report in reports)
