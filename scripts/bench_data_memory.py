@@ -349,6 +349,7 @@ def main() -> None:
         default=[100],
         help="scales whose verify workers compare the boxed answer as a string instead of math-verify (marked *)",
     )
+    parser.add_argument("--reuse-runs", action="store_true", help="keep earlier run outputs (e.g. to rerun kd alone)")
     parser.add_argument("--after-only", action="store_true", help="skip the before runs")
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -378,7 +379,8 @@ def main() -> None:
         print(f"# x{scale}: synthesised in {time.monotonic() - started:.0f} s: {facts}", flush=True)
         roots = {name: args.workdir / f"run-x{scale}-{name}" for name in codes}
         for name in codes:
-            prepare_root(args.workdir / f"data-x{scale}", roots[name])
+            if not (args.reuse_runs and roots[name].exists()):
+                prepare_root(args.workdir / f"data-x{scale}", roots[name])
         for stage in args.stages:
             fast = stage == "verify" and scale in args.fast_check_scales
             results = {name: run_child(stage, roots[name], code, fast) for name, code in codes.items()}

@@ -225,24 +225,25 @@ def merge_shards(stage_dir: Path, shard_count: int, provenance: dict[str, Any]) 
         raise IncompleteShardsError(
             "shard files hold fewer samples than their summaries say (" + "; ".join(short) + "); re-run those shards"
         )
-    owner = {problem_id: number for number, index in enumerate(indexes) for problem_id in index.rows}
     totals = TraceTotals()
 
     def ordered_lines() -> Iterator[tuple[Path, int, int]]:
-        for problem_id in sorted(owner):
-            index = indexes[owner[problem_id]]
+        for problem_id in sorted(problem_lines):
+            index = indexes[problem_lines[problem_id][0]]
             row = index.rows[problem_id]
             for sample in range(index.offsets.shape[1]):
                 if index.offsets[row, sample] >= 0:
                     yield index.path, int(index.offsets[row, sample]), int(index.lengths[row, sample])
 
     write_lines_atomic(stage_dir / "traces.jsonl", ordered_lines(), totals.add_line)
-    problem_order = sorted(problem_lines.items(), key=lambda item: item[0])
     handles = [open(stage_dir / "problems" / f"{name}.jsonl", "rb") for name in names]  # noqa: SIM115
     try:
         problem_count = write_jsonl(
             stage_dir / "problems.jsonl",
-            (read_record_at(handles[number], offset, Problem) for _, (number, offset) in problem_order),
+            (
+                read_record_at(handles[problem_lines[key][0]], problem_lines[key][1], Problem)
+                for key in sorted(problem_lines)
+            ),
         )
     finally:
         for handle in handles:

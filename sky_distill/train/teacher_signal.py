@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sky_distill.errors import SkyDistillError
-from sky_distill.generate.topk_store import RowSpan, TopK
+from sky_distill.generate.topk_store import RowSpan, TopK, read_released
 
 EXAMPLES = 5  # differing tokens shown in an error
 
@@ -79,23 +79,25 @@ class TeacherRows:
     logprobs: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredTeacherRows:
-    """`TeacherRows` still on disk: `ids`/`logprobs` are read from the memory-mapped cache when
-    training collates this example (only the rows this rank trains on are ever read)."""
+    """`TeacherRows` still on disk: rows [start, stop) of the memory-mapped cache, read when training
+    collates this example (only the rows this rank trains on are ever read); ~100 bytes a handle."""
 
-    stored_ids: RowSpan
-    stored_logprobs: RowSpan
+    stored_ids: np.ndarray  # the whole mapped arrays, not copies
+    stored_logprobs: np.ndarray
+    start: int
+    stop: int
     padding: int = 0  # padding rows after the stored ones (a closing end-of-turn token)
 
     @property
     def ids(self) -> np.ndarray:
-        rows = self.stored_ids.read()
+        rows = read_released(self.stored_ids, self.start, self.stop)
         return np.concatenate([rows, np.full((self.padding, rows.shape[1]), -1, dtype=rows.dtype)])
 
     @property
     def logprobs(self) -> np.ndarray:
-        rows = self.stored_logprobs.read()
+        rows = read_released(self.stored_logprobs, self.start, self.stop)
         return np.concatenate([rows, np.full((self.padding, rows.shape[1]), -np.inf, dtype=rows.dtype)])
 
 
@@ -123,7 +125,7 @@ def align_rows(
         return f"{len(response_ids)} response tokens but {len(sampled)} sampled by the teacher"
     ids, logprobs = stored.ids[:shared], stored.logprobs[:shared]
     if isinstance(ids, RowSpan):
-        return StoredTeacherRows(ids, logprobs, padding=max(extra, 0))
+        return StoredTeacherRows(ids.array, logprobs.array, ids.start, ids.stop, padding=max(extra, 0))
     if extra == 1:
         ids = np.concatenate([ids, np.full((1, ids.shape[1]), -1, dtype=ids.dtype)])
         logprobs = np.concatenate([logprobs, np.full((1, logprobs.shape[1]), -np.inf, dtype=logprobs.dtype)])
