@@ -27,3 +27,6 @@ fi
 # DeepSpeed's CPU ops (shared-memory all-reduce, CPU Adam) are built here, once, rather than by
 # the first training job (see sky_distill/train/extensions.py); on a GPU machine this is a no-op.
 "$VENV/bin/python" -m sky_distill.train.extensions || echo "setup: warning: DeepSpeed CPU ops did not build; training builds them on first use"
+# The code sandbox this installation gets (bubblewrap, else Landlock from the pip dependencies),
+# or the one line saying why code verification will be refused here and how to fix it.
+"$VENV/bin/python" -c "from sky_distill.verify.sandbox import isolation_layers as i, layers_summary as s; r = i(); print('setup: code sandbox:', s(r) if r['backend'] else r['error'])" || true

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,28 +28,63 @@ STAGES = {
     "pipeline": ("sky_distill.pipeline", "run every stage in order, skipping complete ones"),
     "plan": ("sky_distill.plan", "print what a recipe runs: sources, shards, traces, steps (no work)"),
 }
-PASSTHROUGH_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve")
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+NESTED_ENV = "SKY_DISTILL_NESTED"  # set by the pipeline for its stages: they print one line, it prints the table
 
 
 def usage() -> str:
     lines = ["usage: sky-distill <stage> [key=value ...] [hydra flags]", "", "stages:"]
     lines += [f"  {name:<10} {description}" for name, (_, description) in STAGES.items()]
     lines += ["", "Config lives in conf/; e.g. `sky-distill pipeline run_name=try1 generate.sampling.n=4`."]
+    lines += ["`sky-distill <stage> --help` lists the keys that stage reads, with defaults and comments."]
     return "\n".join(lines)
 
 
-def fail(stage: str, message: str) -> None:
-    print(f"sky-distill {stage}: error: {message}", file=sys.stderr)
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, Hydra flags with their values): flags may stand anywhere among the overrides."""
+    overrides: list[str] = []
+    flags: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        else:
+            flags.append(arg)
+            following = args[index + 1] if index + 1 < len(args) else None
+            info_topic = arg in ("--info", "-i") and following in INFO_TOPICS
+            if following is not None and (arg in VALUE_FLAGS or info_topic):
+                flags.append(following)
+                index += 1
+        index += 1
+    return overrides, flags
+
+
+def error_lines(stage: str, error: BaseException) -> list[str]:
+    """The message a user sees: one line, or a first line and one line per bad record / config key."""
+    head = f"sky-distill {stage}: error: "
+    details = getattr(error, "errors", None) or getattr(error, "problems", None)
+    if isinstance(details, list) and len(details) > 1:
+        noun = "bad lines" if hasattr(error, "errors") else "config problems"
+        return [f"{head}{len(details)} {noun}:", *(f"  {' '.join(str(item).split())}" for item in details)]
+    return [head + " ".join(str(error).split())]
+
+
+def fail(stage: str, error: BaseException | str) -> None:
+    lines = [f"sky-distill {stage}: error: {error}"] if isinstance(error, str) else error_lines(stage, error)
+    print("\n".join(lines), file=sys.stderr)
     raise SystemExit(1)
 
 
-def precheck(stage: str, overrides: list[str]) -> None:
-    """Compose and validate the config before Hydra runs, so a bad override is one clear line."""
+def compose_checked(stage: str, overrides: list[str], check: bool = True) -> Any:
+    """Compose (and validate) the config before Hydra runs, so a bad override is one clear error."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from sky_distill.config import check_config
+    from sky_distill.tracking import check_tracker
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -56,11 +92,19 @@ def precheck(stage: str, overrides: list[str]) -> None:
             from hydra.core.hydra_config import HydraConfig
 
             HydraConfig.instance().set_config(cfg)
-            check_config(cfg, stage)
+            if check:
+                check_config(cfg, stage)
+                if stage in ("train", "pipeline"):
+                    check_tracker(cfg.logger)  # before any model loads, not inside training
     except (HydraException, OmegaConfBaseException) as error:
-        fail(stage, " ".join(str(error).split()))
+        fail(stage, error)
     except SkyDistillError as error:
-        fail(stage, " ".join(str(error).split()))
+        fail(stage, error)
+    return cfg
+
+
+def precheck(stage: str, overrides: list[str]) -> None:
+    compose_checked(stage, overrides)
 
 
 def run_stage(stage: str, cfg: Any) -> Any:
@@ -78,7 +122,7 @@ def run_stage(stage: str, cfg: Any) -> Any:
         result = module.run(cfg)
     except SkyDistillError as error:
         logging.getLogger("sky_distill").debug("stage failed", exc_info=True)
-        fail(stage, " ".join(str(error).split()))
+        fail(stage, error)
     print_summary(stage, result)
     return result
 
@@ -93,6 +137,9 @@ def without_provenance(value: Any) -> Any:
 
 
 def print_summary(stage: str, result: Any) -> None:
+    if os.environ.get(NESTED_ENV):  # a pipeline step: the pipeline prints the one summary at the end
+        print(f"sky-distill {stage}: done")
+        return
     if isinstance(result, dict) and "table" in result:
         timings = result.get("timings_s")
         if timings:
@@ -115,9 +162,15 @@ def main(argv: list[str] | None = None) -> None:
     if stage not in STAGES:
         print(f"sky-distill: error: unknown stage {stage!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)
         raise SystemExit(2)
-    overrides = [*rest, f"stage={stage}"]
-    if not any(arg.split("=")[0] in PASSTHROUGH_FLAGS for arg in rest):
-        precheck(stage, [arg for arg in overrides if not arg.startswith("-")])
+    overrides, flags = split_args(rest)
+    overrides.append(f"stage={stage}")
+    if "-h" in flags or "--help" in flags:
+        from sky_distill.stage_help import stage_help
+
+        print(stage_help(stage, STAGES[stage][1], compose_checked(stage, overrides, check=False), CONF_DIR))
+        return
+    if not any(flag in flags for flag in ("-m", "--multirun", "--hydra-help", "--info", "-i")):
+        precheck(stage, overrides)  # also under --cfg: a printed config has been validated
 
     import hydra
 
@@ -125,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     def entry(cfg: Any) -> Any:
         return run_stage(stage, cfg)
 
-    sys.argv = [f"sky-distill-{stage}", *overrides]
+    sys.argv = [f"sky-distill-{stage}", *overrides, *flags]
     entry()
 
 

@@ -218,6 +218,8 @@ class TaskConfig(ConfigModel):
     answer_type: Literal["math", "code", "choice"] = "math"
     answer_from_solution: bool = False  # gold = last \boxed{} of the column fields.solution names
     limit: int | None = Field(default=None, gt=0)
+    test_path: str | None = None  # jsonl: held-out problems, scored as the benchmark named after the task
+    test_split: str | None = None  # hub: the held-out split, scored as the benchmark named after the task
     # mixture
     sources: dict[str, TaskSourceConfig | None] = Field(default_factory=dict)  # null drops an inherited source
     local_dir: str | None = None  # <local_dir>/<source>.jsonl, in the Hub's columns, instead of the Hub
@@ -273,7 +275,8 @@ class GenerateConfig(ConfigModel):
 class SandboxConfig(ConfigModel):
     """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison."""
 
-    backend: Literal["auto", "bwrap", "unshare", "none"] = "auto"
+    # auto: bwrap, else landlock, else code checks are refused; unshare and unsafe_process expose the host
+    backend: Literal["auto", "bwrap", "landlock", "unshare", "unsafe_process"] = "auto"
     site_packages: bool = False  # let programs import the environment's packages (numpy); stdlib only if false
     test_timeout_s: float = Field(default=6.0, gt=0)  # per stdio case, or the whole functional program
     memory_mb: int = Field(default=1024, ge=64)
@@ -410,7 +413,7 @@ class LoggerConfig(ConfigModel):
     project: str = "sky-distill"
     entity: str | None = None
     run_name: str | None = None
-    mode: Literal["online", "offline", "disabled"] = "online"
+    mode: Literal["online", "offline", "disabled"] | None = None  # None: WANDB_MODE, else online
     tags: list[str] = Field(default_factory=list)
 
 
@@ -467,6 +470,7 @@ class ResponsesConfig(ConfigModel):
     path: str | None = None  # JSONL: id (or problem_id), response; optional sample_index, benchmark
     name: str | None = None  # results go to eval/<name>/; default: the file's stem
     tokenizer: str | None = None  # counts response tokens when rows have no completion_tokens
+    allow_missing: bool = False  # score a partial file; problems without responses are reported as missing
 
 
 class EvalTableConfig(ConfigModel):
@@ -555,6 +559,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
     "eval": {
         "eval": EvalConfig,
+        "verify": VerifyConfig,  # verify.sandbox: how code answers run
         "teacher": ModelConfig,
         "student": ModelConfig,
         "task": TaskConfig,

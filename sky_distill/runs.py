@@ -187,5 +187,23 @@ def provenance(stage: str, config: dict[str, Any], inputs: dict[str, Any] | None
         "packages": package_versions(),
         "machine": machine_fingerprint(),
         "inputs": inputs or {},
-        "config": config,
+        "config": resolve_local_paths(config),
     }
+
+
+def resolve_local_paths(value: Any, key: str = "") -> Any:
+    """A copy with relative paths to existing files made absolute (`./models/x` -> `/abs/models/x`).
+
+    A string counts as a path when its key names one (`path`, `init`, `*_path`, `*_dir`) or it
+    starts with `./` or `../`; Hub ids and paths that do not exist stay as written.
+    """
+    if isinstance(value, dict):
+        return {name: resolve_local_paths(item, str(name)) for name, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_local_paths(item, key) for item in value]
+    if not isinstance(value, str) or not value or os.path.isabs(value) or "://" in value:
+        return value
+    path_like = key in ("path", "init", "root") or key.endswith(("_path", "_dir")) or value.startswith(("./", "../"))
+    if path_like and os.path.exists(value):
+        return str(Path(value).resolve())
+    return value

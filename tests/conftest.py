@@ -122,6 +122,7 @@ def execute_notebook(path: Path, run_dir: Path, figures: Path, monkeypatch) -> s
     nbclient.NotebookClient(
         notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(figures.parent)}}
     ).execute()
+    nbformat.write(notebook, figures.parent / path.name)  # the executed notebook, as a user would open it
     return "".join(
         output.get("text", "")
         for cell in notebook.cells

@@ -172,14 +172,53 @@ def load_registry_benchmark(
     return LoadedBenchmark(spec.name, problems, errors, source, spec)
 
 
+class TrainTestLeakError(SkyDistillError):
+    """The task's own benchmark would score problems the student trained on."""
+
+
+def held_out_task(task: TaskConfig) -> TaskConfig:
+    """The task config that reads its held-out problems; refuse a task that has none."""
+    if task.kind == "arithmetic":
+        return task
+    if task.kind == "jsonl" and task.test_path:
+        return task.model_copy(update={"path": task.test_path, "limit": None})
+    if task.kind == "hub" and task.test_split:
+        return task.model_copy(update={"split": task.test_split, "limit": None})
+    setting = {"jsonl": "task.test_path (a held-out JSONL)", "hub": "task.test_split (the held-out split)"}
+    raise TrainTestLeakError(
+        f"benchmark {task.name!r} is the task itself (task.kind={task.kind}), whose problems are the training "
+        f"problems; set {setting.get(task.kind, 'a held-out set')} or evaluate a benchmark from eval/benchmarks/"
+    )
+
+
 def load_task_benchmark(task: TaskConfig, options: BenchmarkOptions) -> LoadedBenchmark:
-    """The task's held-out split, the benchmark named after the task (the demo's `arithmetic`)."""
+    """The task's held-out split, the benchmark named after the task (the demo's `arithmetic`).
+
+    Problems that are also training problems (same id or same text) are an error, not a score.
+    """
     from sky_distill.tasks.loader import load_task_problems
 
-    problems, errors = load_task_problems(task, "test")
+    held_out = held_out_task(task)
+    problems, errors = load_task_problems(held_out, "test")
+    train, _ = load_task_problems(task, "train")
+    train_ids, train_texts = {p.id for p in train}, {p.problem.strip() for p in train}
+    leaked = [p.id for p in problems if p.id in train_ids or p.problem.strip() in train_texts]
+    if leaked:
+        raise TrainTestLeakError(
+            f"benchmark {task.name!r}: {len(leaked)} of {len(problems)} held-out problems are also training "
+            f"problems (same id or text, e.g. {leaked[:3]}); remove them from the held-out set"
+        )
     if options.limit:
         problems = problems[: options.limit]
-    return LoadedBenchmark(task.name, problems, errors, {"kind": "task", "task": task.name, "split": "test"}, None)
+    source = {
+        "kind": "task",
+        "task": task.name,
+        "split": "test",
+        "path": held_out.path if task.kind == "jsonl" else None,
+    }
+    if task.kind == "hub":
+        source.update({"dataset": task.dataset, "split": held_out.split})
+    return LoadedBenchmark(task.name, problems, errors, source, None)
 
 
 def resolve_benchmark(

@@ -4,11 +4,13 @@ A JSONL file, one response per line:
 
     {"id": "2024-I-1", "response": "...", "sample_index": 0, "benchmark": "aime24"}
 
-`id` may be spelled `problem_id`; `sample_index` is optional (responses to the same problem are
-numbered in file order); `benchmark` is needed only when more than one benchmark is scored.
-Optional: `completion_tokens`, `finish_reason`, `truncated`. Other fields are ignored. Every bad
-line (missing field, unknown benchmark, an id the benchmark lacks, a repeated sample) is
-reported with its file, line and field, all at once.
+`id` may be spelled `problem_id`; `sample_index` numbers several samples of one problem (a
+repeated id without it is an error, not a silent extra sample); `benchmark` is needed only when
+more than one benchmark is scored. Optional: `completion_tokens`, `finish_reason`, `truncated`.
+Other fields are ignored. Every bad line (missing field, unknown benchmark, an id the benchmark
+lacks, a repeated id or sample) is reported with its file, line and field, all at once.
+`coverage_gaps` says which problems have no (or fewer) samples: partial results are an error
+unless `eval.responses.allow_missing` is set.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def read_responses(
     out: dict[str, list[Response]] = defaultdict(list)
     errors: list[RecordError] = []
     seen: dict[tuple[str, str, int], int] = {}
+    first_line: dict[tuple[str, str], int] = {}
     next_index: dict[tuple[str, str], int] = defaultdict(int)
     for line_number, row in iter_json_objects(path):
         if isinstance(row, RecordError):
@@ -84,6 +87,18 @@ def read_responses(
             errors.append(parsed)
             continue
         benchmark, problem_id, sample_index, response = parsed
+        if sample_index is None and (benchmark, problem_id) in first_line:
+            errors.append(
+                RecordError(
+                    str(path),
+                    line_number,
+                    "id",
+                    f"{benchmark}/{problem_id} repeats line {first_line[(benchmark, problem_id)]}; "
+                    "give each sample of a problem its sample_index (0, 1, ...)",
+                )
+            )
+            continue
+        first_line.setdefault((benchmark, problem_id), line_number)
         if sample_index is None:
             sample_index = next_index[(benchmark, problem_id)]
         next_index[(benchmark, problem_id)] = max(next_index[(benchmark, problem_id)], sample_index + 1)
@@ -106,6 +121,27 @@ def read_responses(
     if errors:
         raise RecordFileError(errors)
     return dict(out)
+
+
+def coverage_gaps(responses: list[Response], problem_ids: list[str]) -> tuple[list[str], list[str], int]:
+    """(problems without a response, problems with fewer samples than the most any has, that most)."""
+    counts: dict[str, int] = defaultdict(int)
+    for response in responses:
+        counts[response.problem_id] += 1
+    most = max(counts.values(), default=0)
+    missing = [pid for pid in problem_ids if counts[pid] == 0]
+    short = [pid for pid in problem_ids if 0 < counts[pid] < most]
+    return missing, short, most
+
+
+def describe_gaps(benchmark: str, total: int, missing: list[str], short: list[str], most: int) -> str:
+    """One clause for an error or a summary: `aime24: 29 of 30 problems have no response (e.g. ...)`."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of {total} problems have no response (e.g. {missing[:3]})")
+    if short:
+        parts.append(f"{len(short)} problems have fewer than {most} samples (e.g. {short[:3]})")
+    return f"{benchmark}: " + "; ".join(parts)
 
 
 def token_counter(tokenizer: str) -> Callable[[str], int]:

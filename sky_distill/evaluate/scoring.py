@@ -49,9 +49,10 @@ def score_responses(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
+    code: Any = None,  # CodeSettings: the sandbox for code answers (default: auto)
 ) -> list[EvalSample]:
     """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
-    return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers))
+    return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers, code))
 
 
 def iter_scored(
@@ -61,6 +62,7 @@ def iter_scored(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
+    code: Any = None,
 ) -> Iterator[EvalSample]:
     """`score_responses` as a stream: responses are taken as the workers need them (a bounded
     window in flight) and each scored sample is yielded in order."""
@@ -73,7 +75,7 @@ def iter_scored(
             waiting.append(response)
             yield response.problem_id, response.sample_index, response.response
 
-    for verdict in iter_verdicts(items(), problems.get, timeout_s, workers):
+    for verdict in iter_verdicts(items(), problems.get, timeout_s, workers, code):
         response = waiting.popleft()
         yield EvalSample(
             benchmark=benchmark,

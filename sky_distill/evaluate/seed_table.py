@@ -57,8 +57,11 @@ def seed_tables(
             raise MissingInputError(f"{benchmark}: the models answered different problem sets ({sorted(shapes)})")
         num_seeds, num_problems = shapes.pop()
         weights = replicate_weights(num_seeds, num_problems, resamples, seed)
+        runs = [*seed_runs, *([shared_run] if shared_run is not None else [])]
+        done = [completion(run / "eval" / model / benchmark) for run in runs for model in models]
         results["benchmarks"][benchmark] = {
             "problems": num_problems,
+            "samples": sorted({int(d["n"]) for d in done if d and d.get("n")}),  # avg@n's n across the runs
             "models": {m: seed_stats(matrices[m], weights, confidence).as_dict() for m in models},
             "differences": {
                 f"{a} - {b}": seed_stats(matrices[a] - matrices[b], weights, confidence, test_zero=True).as_dict()
@@ -88,8 +91,10 @@ def seed_markdown(results: dict[str, Any], labels: dict[str, str] | None = None)
     level = round(100 * results["confidence"])
     lines: list[str] = []
     for benchmark, block in results["benchmarks"].items():
+        counts = block.get("samples") or []
+        metric = f"avg@{counts[0]}" if len(counts) == 1 else "avg@n"
         lines += [
-            f"**{benchmark}**: avg@n (%) over {seeds} seeds x {block['problems']} problems; "
+            f"**{benchmark}**: {metric} (%) over {seeds} seeds x {block['problems']} problems; "
             f"interval: {level}% hierarchical bootstrap (seeds, then problems; {results['resamples']} resamples)",
             "",
             "| model | mean | between-seed SD | interval | per seed |",

@@ -21,15 +21,17 @@ from sky_distill.config import (
     GenerateConfig,
     ModelConfig,
     SamplingConfig,
+    TaskConfig,
     stage_config,
     to_container,
 )
 from sky_distill.errors import SkyDistillError
 from sky_distill.evaluate.benchmarks import BenchmarkSpec, load_registry, unknown_benchmark
-from sky_distill.evaluate.loading import LoadedBenchmark, resolve_benchmark
+from sky_distill.evaluate.loading import LoadedBenchmark, held_out_task, resolve_benchmark
 from sky_distill.evaluate.problems import data_fingerprint
 from sky_distill.evaluate.scoring import Response, score_responses, summarize
 from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.models.hub_check import check_hub_model
 from sky_distill.models.reference import check_model_reference, is_hub_id
 from sky_distill.records import EvalSample, Trace, read_jsonl, write_jsonl
 from sky_distill.runs import (
@@ -42,6 +44,7 @@ from sky_distill.runs import (
     write_json_atomic,
 )
 from sky_distill.verify.checks import VERIFIER_VERSION
+from sky_distill.verify.code import CodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -217,12 +220,23 @@ def result_summary(
         tokens_known,
     )
     answered = {s.problem_id for s in samples}
+    without = sorted({p.id for p in loaded.problems} - answered)
+    if without:  # e.g. prompts too long for the model: the score covers fewer problems, and says so
+        log.warning(
+            "%s: %d of %d problems have no samples (e.g. %s)",
+            loaded.name,
+            len(without),
+            len(loaded.problems),
+            without[:3],
+        )
     summary.update(
         {
             "benchmark": loaded.name,
             "benchmark_title": spec.title if spec else loaded.name,
             "answer_type": loaded.answer_type,
-            "problems_without_samples": sorted({p.id for p in loaded.problems} - answered)[:50],
+            "problems_expected": len(loaded.problems),
+            "missing_problems": len(without),
+            "problems_without_samples": without[:50],
             "verifier_version": VERIFIER_VERSION,
             "data_source": loaded.source,
             "data_fingerprint": data_fingerprint(loaded.problems),
@@ -238,14 +252,33 @@ def finish(out: Path, samples: list[EvalSample], summary: dict[str, Any]) -> dic
     write_json_atomic(out / "summary.json", summary)
     mark_complete(out, summary)
     log.info(
-        "%s on %s: avg@n %.4f ± %.4f over %d problems",
+        "%s on %s: avg@%s %.4f ± %.4f over %s",
         summary["model"],
         summary["benchmark"],
+        summary.get("n") or "n",
         summary[f"eval/{summary['benchmark']}/avg@n"],
         summary[f"eval/{summary['benchmark']}/avg@n_stderr"],
-        summary["problems"],
+        problems_phrase(summary),
     )
     return summary
+
+
+def problems_phrase(summary: dict[str, Any]) -> str:
+    """`30 problems`, or `1 of 30 problems (29 missing)` for a partial result."""
+    missing = summary.get("missing_problems") or 0
+    if not missing:
+        return f"{summary['problems']} problems"
+    return f"{summary['problems']} of {summary['problems_expected']} problems ({missing} missing)"
+
+
+def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] | None:
+    """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
+    if answer_type != "code":
+        return None
+    from sky_distill.verify.sandbox import require_containment
+
+    code = code or CodeSettings()
+    return require_containment(code.backend, code.site_packages)
 
 
 def evaluate_benchmark(
@@ -256,15 +289,17 @@ def evaluate_benchmark(
     config: EvalConfig,
     workers: int,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     """Generate (resumably), score and summarise one model on one benchmark."""
     check_settings(out, run)
+    sandbox = code_sandbox(loaded.answer_type, code)
     responses = generate_samples(run, loaded, out, engine)
     problems = {problem.id: problem for problem in loaded.problems}
-    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers)
+    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code)
     summary = {
         "model": run.model.name,
-        "model_path": run.model.path,
+        "model_path": str(Path(run.model.path).resolve()) if Path(run.model.path).exists() else run.model.path,
         "model_revision": run.model.revision,
         "model_fingerprint": model_fingerprint(run.model),
         **result_summary(samples, loaded, config, run.sampling.seed),
@@ -273,6 +308,7 @@ def evaluate_benchmark(
         "seed": run.sampling.seed,
         "settings": run.settings(),
         "provenance": provenance("eval", cfg_plain),
+        **({"sandbox": sandbox} if sandbox else {}),
     }
     return finish(out, samples, summary)
 
@@ -284,6 +320,7 @@ def evaluate_model(
     load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
+    code: CodeSettings | None = None,
 ) -> dict[str, Any]:
     engine = LazyEngine(model, config.sampling.seed)
     results = {}
@@ -300,7 +337,7 @@ def evaluate_model(
                 log.info("%s on %s is complete, skipping", model.name, name)
                 results[name] = done
                 continue
-            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain)
+            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain, code)
     finally:
         engine.close()
     return results
@@ -309,9 +346,11 @@ def evaluate_model(
 # --- external responses ----------------------------------------------------------------------
 
 
-def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any]) -> dict[str, Any]:
+def score_external(
+    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
+) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
-    from sky_distill.evaluate.responses import read_responses, token_counter
+    from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
 
     path = Path(config.responses.path)  # type: ignore[arg-type]
     loaded = {name: load(name) for name in config.benchmarks}
@@ -320,15 +359,24 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
     empty = [name for name in config.benchmarks if not by_benchmark.get(name)]
     if empty:
         raise SkyDistillError(f"{path} has no responses for {', '.join(empty)}; drop them from eval.benchmarks")
+    gaps = {name: coverage_gaps(by_benchmark[name], [p.id for p in bench.problems]) for name, bench in loaded.items()}
+    partial = [describe_gaps(name, len(loaded[name].problems), *gaps[name]) for name in gaps if any(gaps[name][:2])]
+    if partial and not config.responses.allow_missing:
+        raise SkyDistillError(
+            f"{path} is a partial result: {' | '.join(partial)}. Give every problem the same number of samples, "
+            "or set eval.responses.allow_missing=true to score what is there and report the rest as missing"
+        )
     model_name = config.responses.name or path.stem
     results = {}
     for name, bench in loaded.items():
         responses = by_benchmark[name]
+        missing, short, most = gaps[name]
         problems = {problem.id: problem for problem in bench.problems}
         timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
             bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
         )
-        samples = score_responses(name, model_name, responses, problems, timeout, config.workers)
+        sandbox = code_sandbox(bench.answer_type, code)
+        samples = score_responses(name, model_name, responses, problems, timeout, config.workers, code)
         tokens_known = all(r.completion_tokens is not None for r in responses)
         summary = {
             "model": model_name,
@@ -336,8 +384,11 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
             "responses_file": str(path),
             "responses_fingerprint": fingerprint_files([path]),
             **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
+            "short_problems": len(short),
+            "coverage": describe_gaps(name, len(bench.problems), missing, short, most) if missing or short else None,
             "seed": config.sampling.seed,
             "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
+            **({"sandbox": sandbox} if sandbox else {}),
         }
         results[name] = finish(eval_dir / model_name / name, samples, summary)
     return {model_name: results}
@@ -346,12 +397,14 @@ def score_external(config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dic
 # --- entry point -----------------------------------------------------------------------------
 
 
-def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task_name: str) -> None:
+def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task: TaskConfig) -> None:
     """Unknown benchmark names (in eval.benchmarks or eval.options) fail before anything runs."""
-    known = [*registry, task_name]
+    known = [*registry, task.name]
     for name in config.benchmarks:
         if name not in known:
             raise unknown_benchmark(name, known)
+        if name == task.name:
+            held_out_task(task)  # a task without a held-out split is refused before anything runs
     for name in config.options:  # the default config carries options for the demo's task
         if name not in known:
             log.warning("eval.options.%s names no benchmark here (%s)", name, unknown_benchmark(name, known))
@@ -362,8 +415,11 @@ def run(cfg: Any) -> dict[str, Any]:
     config, paths, task = typed["eval"], typed["paths"], typed["task"]
     run_dir = Path(paths.run_dir)
     registry = load_registry(config.registry_dir)
-    check_names(config, registry, task.name)
+    check_names(config, registry, task)
     plain = to_container(cfg)
+    code = CodeSettings(**typed["verify"].sandbox.model_dump())  # the verifier's sandbox settings
+    if any(registry[name].answer_type == "code" for name in config.benchmarks if name in registry):
+        code_sandbox("code", code)  # fail closed before any model is loaded
     cache: dict[str, LoadedBenchmark] = {}
 
     def load(name: str) -> LoadedBenchmark:
@@ -376,14 +432,17 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return headline(score_external(config, load, run_dir / "eval", plain))
+        return headline(score_external(config, load, run_dir / "eval", plain, code))
     models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
-    results = {model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain) for model in models}
+            check_hub_model(model.path, "eval model", "eval.models=[/path/to/model]", model.revision)
+    results = {
+        model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
+    }
     return headline(results)
 
 
@@ -395,6 +454,7 @@ def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
             name: {
                 "n": summary.get("n"),
                 "problems": summary.get("problems"),
+                **({"missing_problems": summary["missing_problems"]} if summary.get("missing_problems") else {}),
                 **{key: summary.get(f"eval/{name}/{key}") for key in keys},
             }
             for name, summary in benchmarks.items()

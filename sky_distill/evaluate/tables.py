@@ -35,6 +35,8 @@ class Cell:
     mean: float  # a fraction for runs, percent / 100 for baselines
     stderr: float | None = None
     footnote: int | None = None
+    missing: int = 0  # problems without responses in a partial result (eval.responses.allow_missing)
+    expected: int = 0
 
 
 @dataclass
@@ -44,6 +46,21 @@ class Table:
     columns: list[str] = field(default_factory=list)
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     footnotes: list[str] = field(default_factory=list)
+    sandboxes: dict[str, str] = field(default_factory=dict)  # code benchmark -> the isolation it was scored under
+    samples: dict[str, set[int]] = field(default_factory=dict)  # benchmark -> the runs' sample counts
+
+    def header(self, benchmark: str) -> str:
+        """`aime24 avg@4`: avg@n names its sample count when every run of the column agrees."""
+        counts = self.samples.get(benchmark, set())
+        metric = f"avg@{next(iter(counts))}" if self.metric == "avg@n" and len(counts) == 1 else self.metric
+        return f"{benchmark} {metric}"
+
+
+def sandbox_line(summary: dict[str, Any]) -> str:
+    """The code sandbox a summary was scored under ('' for math and choice)."""
+    from sky_distill.verify.sandbox import layers_summary
+
+    return layers_summary(summary["sandbox"]) if summary.get("sandbox") else ""
 
 
 def build_table(
@@ -64,7 +81,18 @@ def build_table(
             table.rows.append(row)
         if benchmark not in table.columns:
             table.columns.append(benchmark)
-        table.cells[(row, benchmark)] = Cell(summary[key], summary.get(f"{key}_stderr"))
+        table.cells[(row, benchmark)] = Cell(
+            summary[key],
+            summary.get(f"{key}_stderr"),
+            missing=summary.get("missing_problems") or 0,
+            expected=summary.get("problems_expected") or 0,
+        )
+        if summary.get("n"):
+            table.samples.setdefault(benchmark, set()).add(int(summary["n"]))
+        if sandbox_line(summary):
+            seen = table.sandboxes.get(benchmark)
+            line = sandbox_line(summary)
+            table.sandboxes[benchmark] = line if seen in (None, line) else f"{seen}; {line}"
     if order:
         table.rows = [m for m in order if m in table.rows] + [m for m in table.rows if m not in order]
     if not table.columns:  # no runs: show every benchmark the baselines have
@@ -88,7 +116,7 @@ def format_score(mean: float, stderr: float | None) -> str:
 
 def markdown_table(table: Table) -> str:
     """The table, then its numbered sources (only when a published number is shown)."""
-    header = f"| model | {' | '.join(f'{b} {table.metric} (%)' for b in table.columns)} |"
+    header = f"| model | {' | '.join(f'{table.header(b)} (%)' for b in table.columns)} |"
     rule = "|" + "---|" * (len(table.columns) + 1)
     lines = [header, rule]
     for row in table.rows:
@@ -99,11 +127,14 @@ def markdown_table(table: Table) -> str:
                 cells.append("–")
             else:
                 marker = f" [{cell.footnote}]" if cell.footnote else ""
-                cells.append(format_score(cell.mean, cell.stderr) + marker)
+                gap = f" ({cell.missing} of {cell.expected} missing)" if cell.missing else ""
+                cells.append(format_score(cell.mean, cell.stderr) + marker + gap)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     if table.footnotes:
         lines += ["", "Published numbers (as reported; protocols differ from this run's):"]
         lines += [f"[{i}] {text}" for i, text in enumerate(table.footnotes, start=1)]
+    if table.sandboxes:
+        lines += ["", "Code scored in the sandbox: " + "; ".join(f"{b}: {s}" for b, s in table.sandboxes.items())]
     return "\n".join(lines)
 
 
@@ -131,7 +162,7 @@ def latex_table(table: Table) -> str:
     lines = [
         r"\begin{tabular}{" + columns + "}",
         r"\toprule",
-        "Model & " + " & ".join(latex_escape(f"{b} {table.metric}") for b in table.columns) + r" \\",
+        "Model & " + " & ".join(latex_escape(table.header(b)) for b in table.columns) + r" \\",
         r"\midrule",
     ]
     for row in table.rows:
@@ -151,6 +182,9 @@ def latex_table(table: Table) -> str:
         lines.append(
             rf"\multicolumn{{{len(table.columns) + 1}}}{{l}}{{\footnotesize \textsuperscript{{{index}}} {latex_escape(text)}}} \\"
         )
+    if table.sandboxes:
+        note = "Code scored in the sandbox: " + "; ".join(f"{b}: {s}" for b, s in table.sandboxes.items())
+        lines.append(rf"\multicolumn{{{len(table.columns) + 1}}}{{l}}{{\footnotesize {latex_escape(note)}}} \\")
     lines.append(r"\end{tabular}")
     return "\n".join(lines)
 
@@ -180,6 +214,7 @@ def csv_rows(
                 "problems": summary.get("problems"),
                 **{key: summary.get(f"{prefix}/{key}") for key in DETAIL_KEYS},
                 "source": "",
+                "sandbox": sandbox_line(summary),
             }
         )
     for score in baselines:
@@ -198,6 +233,7 @@ def csv_rows(
                 "problems": None,
                 **dict.fromkeys(DETAIL_KEYS),
                 "source": score.source.citation() + (f" [{score.note}]" if score.note else ""),
+                "sandbox": "",
             }
         )
     return rows
@@ -209,7 +245,7 @@ def csv_table(
     rows = csv_rows(summaries, metric, baselines)
     buffer = io.StringIO()
     fields = ["kind", "model", "benchmark", "group", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
-    fields += ["problems", *DETAIL_KEYS, "source"]
+    fields += ["problems", *DETAIL_KEYS, "source", "sandbox"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)

@@ -94,6 +94,7 @@ class VLLMEngine:
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.cpu_kv_cache_gb))
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # its INFO goes to our handlers (the log file)
         from vllm import LLM
 
         self.model = model.path

@@ -30,6 +30,7 @@ from sky_distill.train.preemption import (
     STOP_SIGNALS,
     TrainingPreempted,
     child_processes,
+    die_with_parent,
     ignore_stop_signals,
     signal_processes,
 )
@@ -88,6 +89,8 @@ def torchrun_command(job_file: Path, num_procs: int, num_nodes: int, environ: di
 
 def run_rank(job: TrainJob) -> None:
     """Run this process's rank of the job; raise `TrainingPreempted` if it stopped on request."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # started by torchrun: do not outlive it
+        die_with_parent()
     from sky_distill.train.sft import run
 
     summary = run(job)

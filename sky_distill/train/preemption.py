@@ -11,14 +11,22 @@ directory (a rank that was still starting up, or a rank on another node, sees it
 step boundary). torchrun is started ignoring both signals, so it does not tear the ranks down
 while they save. At each step boundary the ranks agree (one all-reduce) whether any of them
 was asked to stop, so all stop after the same step.
+
+Bounded: a rank whose step cannot finish (a peer died inside a collective) ends itself
+`SKY_DISTILL_STOP_GRACE_S` seconds (default 600; 0: no limit) after the first stop signal. Orphans: torchrun
+and every rank ask the kernel for SIGKILL when their parent dies (`die_with_parent`), so a
+launcher killed outright takes its ranks with it instead of leaving them holding devices.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,10 @@ REQUEUE_EXIT_CODE = 85
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 STOP_FILE = "STOP_REQUESTED"
 PREEMPTED_FILE = "PREEMPTED.json"
+STOP_GRACE_ENV = "SKY_DISTILL_STOP_GRACE_S"
+DEFAULT_STOP_GRACE_S = 600.0  # to finish the step and save its checkpoint after a stop signal
+STOP_TIMEOUT_EXIT_CODE = 124  # the step did not finish within the grace period; no checkpoint
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class TrainingPreempted(SystemExit):
@@ -53,7 +65,16 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal_name is None:
             self.signal_name = signal.Signals(signum).name
-            log.warning("received %s: stopping after the current optimizer step", self.signal_name)
+            grace = stop_grace_s()
+            log.warning(
+                "received %s: stopping after the current optimizer step (ending in %.0f s if it cannot finish)",
+                self.signal_name,
+                grace,
+            )
+            if grace > 0:  # 0 waits for the step however long it takes
+                timer = threading.Timer(grace, _give_up, args=(self.signal_name, grace))
+                timer.daemon = True
+                timer.start()
 
     def requested(self) -> bool:
         if self.signal_name is None and self.stop_file.exists():
@@ -61,10 +82,43 @@ class StopRequest:
         return self.signal_name is not None
 
 
+def stop_grace_s() -> float:
+    return float(os.environ.get(STOP_GRACE_ENV) or DEFAULT_STOP_GRACE_S)
+
+
+def _give_up(signal_name: str, grace: float) -> None:
+    """Runs on a timer thread: the main thread is stuck in a step (often a collective with a dead peer)."""
+    log.error("%s %.0f s ago and the step has not finished: exiting without a checkpoint", signal_name, grace)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    sys.stderr.flush()
+    os._exit(STOP_TIMEOUT_EXIT_CODE)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> bool:
+    """Ask Linux to send `sig` to this process when its parent dies; exit now if it already has.
+
+    Used in torchrun's process (a `preexec_fn`) and in every rank. False where prctl is unavailable.
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if parent == 1 or os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+    return True
+
+
 def ignore_stop_signals() -> None:
-    """For torchrun's process (a `preexec_fn`): let the ranks, not torchrun, act on these signals."""
+    """For torchrun's process (a `preexec_fn`): let the ranks, not torchrun, act on these signals;
+    and die with the launcher, so that its ranks (which die with torchrun) do too."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    die_with_parent()
 
 
 def child_processes() -> dict[int, list[int]]:

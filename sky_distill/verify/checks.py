@@ -65,3 +65,15 @@ def check_response(
         correct = extracted is not None and extracted == gold.strip().strip("()").upper()
     status = "unparsed" if extracted is None else ("correct" if correct else "incorrect")
     return _result(status, extracted, None, started)
+
+
+def prepare_worker(code_settings: Any = None) -> None:
+    """A verify worker's start: its code settings, then one check to import and warm up the math
+    verifier (math-verify, sympy). The pool starts timing an item only once the worker takes it,
+    so these seconds never count against an item's timeout: on a loaded machine they used to,
+    and every item of a stage could time out while its replacement workers were importing."""
+    from sky_distill.verify.code import configure
+
+    configure(code_settings)
+    check_response("math", "\\boxed{\\frac{1}{2}}", "0.5")
+

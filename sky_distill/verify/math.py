@@ -22,8 +22,10 @@ import re
 import threading
 from functools import lru_cache
 
+from sky_distill.verify import answer_forms as forms
+
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "2"  # bump when a change can alter any verdict
+VERIFIER_VERSION = "3"  # bump when a change can alter any verdict (3: answer forms, precision from the gold)
 INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
 
 # --- finding the final answer ---------------------------------------------------------------
@@ -139,6 +141,9 @@ _SCIENTIFIC = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
 _DIGIT_GROUPS = re.compile(
     r"^[+-]?\d{1,3}(?:[ \u2009\u202f]|\\[,;! ]|\\ )\d{3}(?:(?:[ \u2009\u202f]|\\[,;! ])\d{3})*(?:\.\d+)?$"
 )
+_BARE_ARGUMENT = re.compile(
+    r"\\(sin|cos|tan|cot|sec|csc|sinh|cosh|tanh|ln|log)\s*(\^\s*\{?-?\d+\}?)?\s+([a-zA-Z]|\d*[a-zA-Z]|\d+)(?![\w({])"
+)
 _NUMPY = re.compile(r"\b(?:np|numpy|math|sympy|sp)\.")
 _FUNCTION_NAMES = re.compile(
     r"(?<![\\a-zA-Z])(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|log|ln|exp|sqrt)(?=\s*\()"
@@ -190,7 +195,10 @@ def normalize_bare(text: str) -> str:
     text = _NUMPY.sub("", text)
     text = re.sub(r"\\\$\s*", "", text)  # currency
     text = _FUNCTION_NAMES.sub(r"\\\1", text)
+    text = forms.unify_derivatives(text)  # sympy reads d M / d t of a bare symbol as 0
+    text = _BARE_ARGUMENT.sub(r"\\\1\2(\3)", text)  # `\cos^2 t` -> `\cos^2(t)`: math-verify stops at the space
     text = _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text)
+    text = re.sub(r"(\d)\.(?=\s*(?:[/)\]},]|$))", r"\1", text)  # `-1./3`: a trailing point
     text = re.sub(r"\\(?:mathrm|text|operatorname)\{([a-zA-Z])\}", r"\1", text)  # \mathrm{e}: math-verify stops at it
     text = re.sub(r"_\{?\\([a-zA-Z]+)\}?", r"_{\1}", text)  # L_{\odot}: a name, not a command
     text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*and\s*\}|\band\b)(?:\s*\\quad)?\s*", ", ", text)
@@ -243,19 +251,76 @@ def _parse_forms(text: str) -> tuple:
         return tuple(parse(text, parsing_timeout=timeout))
     bare = normalize_bare(text)
     forms = parse(f"${bare}$", parsing_timeout=timeout)
-    if re.fullmatch(r"[+-]?\d[\d.,]*", bare):  # '1000,99', '1.22' vs '1,22': math-verify's number reading too
+    if re.fullmatch(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+(?:,\d+)?)(?:\.\d+)?", bare):  # '1000,99', '1,22', '7,425,000'
+        # ('1,3,5' is a list: math-verify's number reading would make it 1.3)
         forms = [*forms, *parse(bare, parsing_timeout=timeout)]
     return tuple(forms or parse(bare, parsing_timeout=timeout))
+
+
+def _trusted(forms: tuple) -> bool:
+    """Parses without `zoo`/`nan` in them: `\\gamma^{2}-1` read as the gamma function gives `zoo**2`,
+    which equals any other such garbage."""
+    import sympy
+
+    return not any(isinstance(form, sympy.Basic) and form.has(sympy.zoo, sympy.nan) for form in forms)
+
+
+_VARIABLE_GREEK = re.compile(
+    r"\\(?!pi\b)(?:hbar|alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|lambda|mu|nu|xi|rho|sigma|tau|phi|varphi|chi|psi|omega)\b"
+)
+
+
+def _reads_whole(text: str, forms_: tuple) -> bool:
+    """False when a text with variables in it parsed to a bare number (`\\hbar \\omega(v+1/2) - ...` -> 2)."""
+    import sympy
+
+    form = forms_[0] if forms_ else None
+    return not (isinstance(form, sympy.Expr) and form.is_number and _VARIABLE_GREEK.search(text))
 
 
 def _verify(gold_forms: tuple, pred_forms: tuple) -> bool:
     from math_verify import verify
 
-    if not gold_forms or not pred_forms:
+    if not gold_forms or not pred_forms or not _trusted(gold_forms) or not _trusted(pred_forms):
         return False
+    if verify(list(gold_forms), list(pred_forms), allow_set_relation_comp=True, timeout_seconds=_inner_timeout()):
+        return True
+    if not _assumptions_differ(gold_forms, pred_forms):
+        return False
+    gold_plain, pred_plain = _plain_symbols(gold_forms), _plain_symbols(pred_forms)
     return bool(
-        verify(list(gold_forms), list(pred_forms), allow_set_relation_comp=True, timeout_seconds=_inner_timeout())
+        verify(list(gold_plain), list(pred_plain), allow_set_relation_comp=True, timeout_seconds=_inner_timeout())
     )
+
+
+def _assumptions_differ(gold_forms: tuple, pred_forms: tuple) -> bool:
+    """Whether a symbol name appears on both sides with different assumptions."""
+    import sympy
+
+    def symbols(forms_: tuple) -> dict:
+        return {
+            symbol.name: symbol.assumptions0
+            for form in forms_
+            if isinstance(form, sympy.Basic)
+            for symbol in form.free_symbols
+        }
+
+    gold, pred = symbols(gold_forms), symbols(pred_forms)
+    return any(gold[name] != pred[name] for name in gold.keys() & pred.keys())
+
+
+def _plain_symbols(forms_: tuple) -> tuple:
+    """Symbols without assumptions: math-verify reads `v_o` as real in one spacing and not in another,
+    and `x` (real) never equals `x` (not real)."""
+    import sympy
+
+    def plain(form):
+        if not isinstance(form, sympy.Basic):
+            return form
+        swap = {symbol: sympy.Symbol(symbol.name) for symbol in form.free_symbols if symbol.assumptions0}
+        return form.xreplace(swap) if swap else form
+
+    return tuple(plain(form) for form in forms_)
 
 
 def _percent_as_ratio(pred: str, gold: str) -> bool:
@@ -264,8 +329,10 @@ def _percent_as_ratio(pred: str, gold: str) -> bool:
         return False
     percent, other = (pred, gold) if _PERCENT.search(pred) else (gold, pred)
     number = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*", _PERCENT.sub("", _strip_delimiters(percent)))
-    ratio = re.fullmatch(r"\s*(-?\d*\.\d+|-?\d+)\s*", _strip_delimiters(other))
-    return bool(number and ratio) and abs(float(number.group(1)) / 100 - float(ratio.group(1))) < 1e-9
+    if not number or re.fullmatch(r"\s*-?\d+\s*", _strip_delimiters(other)):
+        return False  # 28 is 28%, never 0.28 (math-verify decides that one)
+    ratio = _plain_number(_parse_forms(other))
+    return ratio is not None and abs(float(number.group(1)) / 100 - ratio) < 1e-9
 
 
 def _same_left_side(pred: str, gold: str) -> tuple[str, str] | None:
@@ -286,8 +353,14 @@ def _focus(text: str) -> str:
         boxed = last_boxed(text)
         if boxed and is_text_answer(boxed):
             return boxed
-    if "$, $" in text and not text.startswith("$"):
-        return text.replace("$, $", ", ")
+    if not text.startswith("$"):
+        text = re.sub(r"(?<!\\)\$\s*(?<!\\)\$", " ", text)  # `a+$ $b`: an empty break inside a gold
+    if not text.startswith("$") and len(re.findall(r"(?<!\\)\$", text)) % 2 == 1:  # an unbalanced, stray dollar
+        text = re.sub(r"\$\s*\.?\s*$", "", text)  # `(-\infty, 0) \cup\{1\}$.`
+        if len(re.findall(r"(?<!\\)\$", text)) == 1:
+            text = re.sub(r"(?<!\\)\$", "", text)  # `221,$8`: one stray dollar between two answers
+    if re.search(r"\$\s*,\s*\$", text) and not text.startswith("$"):
+        return re.sub(r"\$\s*,\s*\$", ", ", text)
     return text
 
 
@@ -310,6 +383,167 @@ def _squash(text: str) -> str:
     return re.sub(r"\s|\\[,;! ]|~", "", _strip_delimiters(text))
 
 
+def _rewrite(text: str) -> str:
+    """The notations of `answer_forms` made canonical (conditions, mixed numbers, derivatives, names)."""
+    text = forms.drop_conditions(_strip_delimiters(text))
+    text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)(?:\s*\\quad)?\s*", ", ", text)
+    text = forms.drop_trailing_words(forms.rewrite_mixed_number(text))
+    text = forms.unify_subscripts(forms.unify_derivatives(text))
+    return _values_of_named_list(text)
+
+
+def _values_of_named_list(text: str) -> str:
+    """`x = 1, y = 2, z = 3` -> `(1, 2, 3)`; `f(x) = x, f(x) = 2 - x` -> `x, 2 - x` (alternatives)."""
+    parts = [part.strip() for part in re.split(r",(?![^()\[\]{}]*[)\]}])", text)]
+    if len(parts) < 2:
+        return text
+    named = [re.fullmatch(rf"({_NAME})\s*=\s*(.+)", part, re.DOTALL) for part in parts]
+    if not all(named):
+        return text
+    names = [match.group(1).replace(" ", "") for match in named]  # type: ignore[union-attr]
+    values = ", ".join(match.group(2) for match in named)  # type: ignore[union-attr]
+    return f"({values})" if len(set(names)) == len(names) else values
+
+
+_NAME = r"[a-zA-Z](?:_\{[^{}=]*\}|_\w)?(?:\([a-zA-Z]\))?"
+
+
+def _plain_number(forms_: tuple) -> float | None:
+    import sympy
+
+    form = forms_[0] if forms_ else None
+    if not isinstance(form, sympy.Expr) or not form.is_number:
+        return None
+    try:
+        value = complex(sympy.N(form))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value.real if abs(value.imag) < 1e-12 * max(1.0, abs(value.real)) else None
+
+
+def _same_at_random_points(pred_form, gold_form) -> bool:
+    """Two expressions equal as functions: the same value at random points (trig and complex
+    identities, a product of complex factors against its expansion). `i` is the imaginary unit."""
+    import sympy
+
+    if not (isinstance(pred_form, sympy.Expr) and isinstance(gold_form, sympy.Expr)):
+        return False
+    steps = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod, sympy.Piecewise)
+    if pred_form.has(*steps) or gold_form.has(*steps):
+        return False  # equal at a few points says nothing about step functions
+    swap = {symbol: sympy.I for symbol in pred_form.free_symbols | gold_form.free_symbols if symbol.name == "i"}
+    if not swap and not (pred_form.free_symbols or gold_form.free_symbols):
+        return False  # two numbers: math-verify has compared them
+    differences = _values_at_random_points((pred_form - gold_form).subs(swap))
+    scales = _values_at_random_points(gold_form.subs(swap))
+    return (
+        differences is not None
+        and scales is not None
+        and all(abs(d) <= 1e-12 * max(1.0, abs(g)) for d, g in zip(differences, scales))
+    )
+
+
+def _same_equation(pred_forms: tuple, gold_forms: tuple) -> bool:
+    """Two equations with the same solution set: `lhs - rhs` of one a constant multiple of the
+    other's (the ratio is the same nonzero number at random points)."""
+    import sympy
+
+    pred, gold = (pred_forms or [None])[0], (gold_forms or [None])[0]
+    if not (isinstance(pred, sympy.Eq) and isinstance(gold, sympy.Eq)):
+        return False
+    try:
+        pred_side, gold_side = pred.lhs - pred.rhs, gold.lhs - gold.rhs
+    except TypeError:  # sets or tuples on a side
+        return False
+    if not pred_side.free_symbols or pred_side.free_symbols != gold_side.free_symbols:
+        return False
+    ratios = _values_at_random_points(pred_side / gold_side)
+    return ratios is not None and all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios) and ratios[0] != 0
+
+
+def _values_at_random_points(expression, points: int = 3) -> list[complex] | None:
+    """The values of an expression at a few fixed pseudo-random points, or None if any is undefined."""
+    import random
+
+    symbols = sorted(expression.free_symbols, key=lambda symbol: symbol.name)
+    generator = random.Random(0)
+    values = []
+    for _ in range(points):
+        point = {symbol: generator.uniform(0.5, 4.5) for symbol in symbols}
+        try:
+            value = complex(expression.evalf(30, subs=point))
+        except Exception:  # sympy raises many kinds on odd input
+            return None
+        if not math.isfinite(abs(value)):
+            return None
+        values.append(value)
+    return values
+
+
+def _named_sides(pred: str, gold: str) -> tuple[str, str] | None:
+    """`y = 2x+3` vs `f(x) = 2x+3`, `m_{max} = n^2-n-1` vs `n^2-n-1`: compare what the names stand for."""
+
+    def value(text: str) -> str | None:
+        match = re.fullmatch(rf"\s*({_NAME})\s*=\s*([^=]+)", text)
+        return match.group(2) if match else None
+
+    pred_value, gold_value = value(pred), value(gold)
+    if pred_value is None and gold_value is None:
+        return None
+    if (pred_value is None and "=" in pred) or (gold_value is None and "=" in gold):
+        return None
+    return pred_value or pred, gold_value or gold
+
+
+def _compare(pred: str, gold: str) -> bool:
+    """math-verify with the checks around it: relative numbers, equations, identities."""
+    if _percent_as_ratio(pred, gold):
+        return True
+    gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
+    if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
+        return False
+    if _verify(gold_forms, pred_forms):
+        bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
+        return not (bare and _numbers_differ(gold_forms, pred_forms))
+    sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
+    if sides is not None and _compare_values(*sides):
+        return True
+    if not (_trusted(gold_forms) and _trusted(pred_forms)) or not gold_forms or not pred_forms:
+        return False
+    return _same_equation(pred_forms, gold_forms) or _same_at_random_points(pred_forms[0], gold_forms[0])
+
+
+def _compare_values(pred: str, gold: str) -> bool:
+    import sympy
+
+    gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
+    if not (gold_forms and pred_forms and _trusted(gold_forms) and _trusted(pred_forms)):
+        return False
+    gold_form, pred_form = gold_forms[0], pred_forms[0]
+    if isinstance(gold_form, sympy.Expr) and isinstance(pred_form, sympy.Expr) and gold_form.free_symbols:
+        return _same_at_random_points(pred_form, gold_form)  # complete for functions, and cheaper than verify
+    if _verify(gold_forms, pred_forms):
+        return not _numbers_differ(gold_forms, pred_forms)
+    return False
+
+
+def _same_time_or_precision(pred: str, gold: str) -> bool | None:
+    """The verdict when the gold is a time of day or a decimal with a stated precision, else None."""
+    gold_minutes = forms.minutes_of_day(_strip_delimiters(gold))
+    if gold_minutes is not None:
+        pred_minutes = forms.minutes_of_day(_strip_delimiters(pred))
+        return None if pred_minutes is None else abs(pred_minutes - gold_minutes) < 1e-9
+    if _PERCENT.search(gold) or _PERCENT.search(pred):
+        return None
+    half_unit = forms.stated_precision(normalize_bare(gold))
+    if half_unit is None or _is_prose(_strip_delimiters(pred)):
+        return None
+    gold_value, pred_value = _plain_number(_parse_forms(gold)), _plain_number(_parse_forms(pred))
+    if gold_value is None or pred_value is None:
+        return None
+    return forms.within_stated_precision(pred_value, gold_value, half_unit)
+
+
 def equivalent(pred: str, gold: str) -> bool:
     """Whether an answer equals the gold answer (both extracted answers, or short text with one)."""
     if pred is None or gold is None:
@@ -327,14 +561,22 @@ def equivalent(pred: str, gold: str) -> bool:
         return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(normalize_bare(gold)).replace(
             "{", ""
         ).replace("}", "")
-    if _percent_as_ratio(pred, gold):
+    pred_rewritten, gold_rewritten = _rewrite(pred), _rewrite(gold)
+    verdict = _same_time_or_precision(pred_rewritten, gold_rewritten)
+    if verdict is not None:
+        return verdict
+    if _compare(pred, gold):
         return True
-    gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
-    if _verify(gold_forms, pred_forms):
-        bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
-        return not (bare and _numbers_differ(gold_forms, pred_forms))
-    sides = _same_left_side(pred, gold)
-    return sides is not None and _verify(_parse_forms(sides[1]), _parse_forms(sides[0]))
+    if forms.is_vector(pred_rewritten) or forms.is_vector(gold_rewritten):
+        pred_rewritten, gold_rewritten = _as_tuple(pred_rewritten), _as_tuple(gold_rewritten)
+    return (pred_rewritten, gold_rewritten) != (pred, gold) and _compare(pred_rewritten, gold_rewritten)
+
+
+def _as_tuple(text: str) -> str:
+    """A vector in any notation, or a bracketed list, as a parenthesised tuple."""
+    text = forms.vector_as_tuple(text)
+    bracketed = re.fullmatch(r"\s*(?:\\left)?\s*\[(.*)(?:\\right)?\s*\]\s*", text, re.DOTALL)
+    return f"({bracketed.group(1)})" if bracketed else text
 
 
 def is_correct(response: str, gold: str) -> bool:

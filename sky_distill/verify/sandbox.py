@@ -15,9 +15,18 @@ Layers (`isolation_layers()` says which are active on this machine):
   daemons included, before `run_python` returns. As root, bwrap runs without a user namespace
   and the program drops to a random unprivileged uid (so the process limit holds and nothing
   of the host is writable); as another user, bwrap adds a user namespace.
-- **unshare** (root without bwrap): new network, PID, IPC and UTS namespaces through
-  util-linux `unshare`, the same uid drop when the interpreter is readable by other users.
+- **landlock** (no bwrap; no root needed): Landlock file-system, network and scope rules and a
+  seccomp filter (`sandbox_landlock.py`), applied between fork and exec: the program reads the
+  system and interpreter directories, writes only its own directory, executes nothing but the
+  interpreter, opens no socket, cannot leave its process group or signal the caller. As root it
+  also drops to a random uid when the interpreter is readable by other users.
+- **unshare** and **unsafe_process** (only when named): new network, PID, IPC and UTS namespaces
+  through util-linux `unshare` (root), or nothing but the process group, rlimits and environment.
+  Both leave the host file system open to the program.
 
+Fail closed: `auto` takes bwrap, then landlock, and raises `SandboxUnavailable` (one line: what
+is missing and how to get it) when neither contains a program here; a weaker backend runs only
+when it is named, and `isolation_layers()` (recorded in every report) then says what is exposed.
 Untrusted code never runs outside this function. The program runs as `__main__` after a small
 trusted entry (`sandbox_entry.py`) has set the limits; `SandboxResult.completed` tells a
 program that ran to its end from one that exited early (`sys.exit(0)` in a solution).
@@ -43,14 +52,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sky_distill.errors import SkyDistillError
+
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "runtime_error", "timeout", "memory", "output_limit", "sandbox_error")
-BACKENDS = ("auto", "bwrap", "unshare", "none")
+STATUSES = ("ok", "runtime_error", "timeout", "memory", "output_limit", "disk_limit", "sandbox_error")
+BACKENDS = ("auto", "bwrap", "landlock", "unshare", "unsafe_process")
+CONTAINING = ("bwrap", "landlock")  # the host file system and the network are out of the program's reach
+DISK_POLL_S = 0.05  # without a size-capped tmpfs the working directory is measured this often
 SANDBOX_DIR = "/sandbox"
 ENTRY_SOURCE = (Path(__file__).with_name("sandbox_entry.py")).read_text(encoding="utf-8")
 MARK_VARIABLE = "SKY_DISTILL_SANDBOX_RUN"  # marks the plain backend's processes, to find daemons that leave the group
+MODULE_FILES = ("sandbox.py", "sandbox_entry.py", "sandbox_landlock.py")  # all it needs of the package (+ errors.py)
 UID_BASE = 1_000_000_000  # root drops the program to UID_BASE + a random offset below 2**24
+
+
+class SandboxUnavailable(SkyDistillError, RuntimeError):
+    """No backend here contains untrusted code, or the named one does not start: nothing was run."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class SandboxResult:
 class Backend:
     """How programs are isolated on this machine, resolved once per process."""
 
-    name: str  # bwrap | unshare | none
+    name: str  # bwrap | landlock | unshare | unsafe_process
     drop_uid: bool  # root switches the program to an unprivileged uid
     user_namespace: bool  # bwrap run by a non-root user
     python: str  # the interpreter the program runs under
@@ -111,6 +129,10 @@ class Backend:
     binds: tuple[str, ...] = field(default_factory=tuple)  # interpreter directories, bound read-only (bwrap)
     tool: str = ""  # absolute path of bwrap or unshare
     note: str = ""
+
+    @property
+    def contained(self) -> bool:
+        return self.name in CONTAINING
 
 
 # --- the interpreter -------------------------------------------------------------------------
@@ -143,43 +165,90 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+REFUSAL_HELP = (
+    "install bubblewrap (apt-get install bubblewrap), or run on Linux 5.13+ with Landlock and "
+    "`pip install landlockpy pyseccomp` (libseccomp2 on the system); or accept a program that can read and "
+    "write the host and reach the network by naming a weaker backend: verify.sandbox.backend=unsafe_process"
+)
+
+
 @functools.lru_cache(maxsize=8)
 def resolve_backend(requested: str = "auto", site_packages: bool = False) -> Backend:
-    """The strongest backend that works here (`auto`), or the one asked for if it works."""
+    """The strongest containing backend that works here (`auto`), or the one named if it works.
+
+    Raises `SandboxUnavailable` when `auto` finds no backend that keeps the program off the host's
+    files and network: weaker ones run only when named.
+    """
     if requested not in BACKENDS:
         raise ValueError(f"sandbox backend must be one of {BACKENDS}, got {requested!r}")
     python, prefixes = _interpreter(site_packages)
     flags = ("-I",) if site_packages else ("-I", "-S")
-    candidates = ["bwrap", "unshare", "none"] if requested == "auto" else [requested]
+    candidates = list(CONTAINING) if requested == "auto" else [requested]
     problems = []
     for name in candidates:
-        backend = _candidate(name, python, flags, prefixes)
+        backend, missing = _candidate(name, python, flags, prefixes)
         if backend is None:
-            problems.append(f"{name}: not available")
+            problems.append(f"{name}: {missing}")
             continue
         failure = _probe(backend)
         if failure is None:
             if problems:
-                log.warning("sandbox: using %s (%s)", name, "; ".join(problems))
+                log.info("sandbox: using %s (%s)", name, "; ".join(problems))
+            if not backend.contained:
+                log.warning("sandbox: %s, named in the config, leaves the host file system open to the program", name)
             return backend
         problems.append(f"{name}: {failure}")
-    raise RuntimeError("no sandbox backend works here: " + "; ".join(problems))
+    if requested == "auto":
+        raise SandboxUnavailable(
+            "code verification refused: no sandbox here keeps model-written code off the host's files and network ("
+            + "; ".join(problems)
+            + "); "
+            + REFUSAL_HELP
+        )
+    raise SandboxUnavailable(f"sandbox backend {requested!r} does not work here: " + "; ".join(problems))
 
 
-def _candidate(name: str, python: str, flags: tuple[str, ...], prefixes: tuple[str, ...]) -> Backend | None:
+def require_containment(requested: str = "auto", site_packages: bool = False) -> dict[str, Any]:
+    """Check before any code runs that the configured backend starts; its `isolation_layers()` to record.
+
+    `auto` fails closed (`SandboxUnavailable`); a named weaker backend is accepted and its exposure logged.
+    """
+    resolve_backend(requested, site_packages)
+    return isolation_layers(requested, site_packages)
+
+
+def _candidate(name: str, python: str, flags: tuple[str, ...], prefixes: tuple[str, ...]) -> tuple[Backend | None, str]:
+    """The backend if its tool or kernel support is here, else None and what is missing."""
     root = _is_root()
-    tool = shutil.which(name) if name != "none" else ""
-    if tool is None:
-        return None
     if name == "bwrap":
-        return Backend("bwrap", root, not root, python, flags, prefixes, tool)
+        tool = shutil.which("bwrap")
+        if tool is None:
+            return None, "not installed (apt-get install bubblewrap)"
+        return Backend("bwrap", root, not root, python, flags, prefixes, tool), ""
+    if name == "landlock":
+        from sky_distill.verify.sandbox_landlock import kernel_support
+
+        support = kernel_support()
+        if support["problems"]:
+            return None, "; ".join(support["problems"])
+        drop, note = _uid_drop(python, prefixes)
+        return Backend("landlock", drop, False, python, flags, prefixes, "", note), ""
     if name == "unshare":
-        if not root:
-            return None
-        drop = all(_readable_by_others(path) for path in (python, *prefixes))
-        note = "" if drop else f"{python} is not readable by other users: the program keeps uid 0"
-        return Backend("unshare", drop, False, python, flags, prefixes, tool, note)
-    return Backend("none", False, False, python, flags, prefixes)
+        tool = shutil.which("unshare")
+        if tool is None or not root:
+            return None, "needs root and util-linux unshare"
+        drop, note = _uid_drop(python, prefixes)
+        return Backend("unshare", drop, False, python, flags, prefixes, tool, note), ""
+    return Backend("unsafe_process", False, False, python, flags, prefixes), ""
+
+
+def _uid_drop(python: str, prefixes: tuple[str, ...]) -> tuple[bool, str]:
+    """Root switches the program to a random uid when that uid can still run the interpreter."""
+    if not _is_root():
+        return False, ""
+    if all(_readable_by_others(path) for path in (python, *prefixes)):
+        return True, ""
+    return False, f"{python} is not readable by other users: the program keeps uid 0"
 
 
 def _probe(backend: Backend) -> str | None:
@@ -194,62 +263,120 @@ def _probe(backend: Backend) -> str | None:
 
 
 def isolation_layers(backend: str = "auto", site_packages: bool = False) -> dict[str, Any]:
-    """Which isolation layers are active here: {"backend": name, "layers": {layer: {"active", "how"}}}."""
+    """Which isolation layers are active here: {"backend", "contained", "kernel", "layers": {layer: {"active", "how"}}}."""
+    from sky_distill.verify.sandbox_landlock import kernel_support
+
+    kernel = kernel_support()
     try:
         chosen = resolve_backend(backend, site_packages)
-    except RuntimeError as error:
-        return {"backend": None, "error": str(error), "layers": {}}
-    bwrap, unshare = chosen.name == "bwrap", chosen.name == "unshare"
+    except SandboxUnavailable as error:
+        return {"backend": None, "contained": False, "error": str(error), "kernel": kernel, "layers": {}}
+    name = chosen.name
+    bwrap, landlock, unshare = name == "bwrap", name == "landlock", name == "unshare"
     namespaces = bwrap or unshare
+    root_kept = _is_root() and not chosen.drop_uid and not chosen.user_namespace
     separate_uid = chosen.drop_uid or chosen.user_namespace
+    user_limit = not _is_root() and not namespaces
+    scoped = landlock and kernel["landlock_abi"] >= 6
+    if separate_uid:
+        process_limit = "RLIMIT_NPROC counted for the program's own uid" + (
+            " (a random unprivileged uid)" if chosen.drop_uid else " (in its own user namespace)"
+        )
+    elif user_limit:
+        process_limit = "RLIMIT_NPROC: this user's processes at the start plus max_processes"
+    else:
+        process_limit = "RLIMIT_NPROC does not bind uid 0: not effective"
+    filesystem = {
+        "bwrap": "only system and interpreter directories, read-only; HOME and the rest of the host absent",
+        "landlock": "Landlock: system and interpreter directories read-only, its own directory read-write, nothing "
+        "else (HOME, /tmp, /proc, other users' files); links and renames out of it refused",
+    }
     layers = {
         "process_group": (True, "own session and process group, killed as a whole on timeout"),
         "rlimits": (True, "CPU time, address space, file size, open files, no core dumps"),
-        "process_limit": (
-            separate_uid,
-            "RLIMIT_NPROC counted for the program's own uid"
-            + (" (a random unprivileged uid)" if chosen.drop_uid else " (in its own user namespace)")
-            if separate_uid
-            else "RLIMIT_NPROC does not bind root, and counts all of a user's processes: not effective",
-        ),
+        "process_limit": (separate_uid or user_limit, process_limit),
         "wall_timeout": (True, "killed from outside after timeout_s"),
         "output_cap": (True, "stdout and stderr capped; the program is killed past the cap"),
         "scrubbed_environment": (True, "no inherited environment variables; python -I -S"),
         "fresh_directory": (
             True,
-            f"a size-capped tmpfs at {SANDBOX_DIR}" if bwrap else "a new temporary directory, removed after the run",
+            f"a size-capped tmpfs at {SANDBOX_DIR}"
+            if bwrap
+            else f"a new temporary directory, removed after the run; its size checked every {DISK_POLL_S:g}s",
         ),
         "read_only_filesystem": (
-            bwrap,
-            "only system and interpreter directories, read-only; HOME and the rest of the host absent"
-            if bwrap
-            else "the program sees the host file system" + (" as an unprivileged uid" if chosen.drop_uid else ""),
+            chosen.contained,
+            filesystem.get(name, "the program sees the host file system")
+            + (" as an unprivileged uid" if chosen.drop_uid and not chosen.contained else ""),
         ),
-        "no_network": (namespaces, "new network namespace (loopback only)" if namespaces else "network reachable"),
-        "pid_namespace": (
-            namespaces,
+        "no_network": (
+            namespaces or landlock,
+            "new network namespace (loopback only)"
+            if namespaces
+            else "seccomp refuses socket() for every family"
+            + (", Landlock every TCP bind and connect" if kernel["landlock_abi"] >= 4 else "")
+            if landlock
+            else "network reachable",
+        ),
+        "every_process_killed": (
+            namespaces or landlock,
             "new PID namespace: every process it started is killed before run_python returns"
             if namespaces
+            else "setsid and setpgid refused (seccomp): every process it started stays in its group, killed before "
+            "run_python returns"
+            if landlock
             else "kills the process group, then processes marked in their environment: a daemon that clears it survives",
         ),
         "caller_unreachable": (
-            namespaces or separate_uid,
+            namespaces or scoped or chosen.drop_uid,
             "the caller's processes are outside its PID namespace"
             + (" and owned by another uid" if chosen.drop_uid else "")
             if namespaces
+            else "Landlock signal scope: no signal reaches a process outside the sandbox"
+            if scoped
+            else "another uid"
+            if chosen.drop_uid
             else "same uid, same PID namespace: it could signal its parent",
         ),
         "no_privileges": (
-            chosen.drop_uid or not _is_root(),
-            "no capabilities, no_new_privs" if bwrap else "unprivileged uid" if chosen.drop_uid else "runs as root",
+            not root_kept or landlock,
+            "no capabilities, no_new_privs"
+            if bwrap
+            else "uid 0 with an empty capability bounding set, no_new_privs"
+            if landlock and root_kept
+            else "unprivileged uid" + (", no_new_privs" if landlock else "")
+            if not root_kept
+            else "runs as root",
+        ),
+        "syscall_filter": (
+            landlock,
+            "seccomp: no ptrace, new namespaces, mounts, chmod/chown/utime/xattr, io_uring, bpf, keyrings or modules"
+            if landlock
+            else "none",
+        ),
+        "exec_only_interpreter": (
+            landlock,
+            "Landlock: only the interpreter may be executed (no shell, no other binary)"
+            if landlock
+            else "any binary it can read",
         ),
     }
     return {
-        "backend": chosen.name,
+        "backend": name,
+        "contained": chosen.contained,
         "python": chosen.python,
         "note": chosen.note,
-        "layers": {name: {"active": active, "how": how} for name, (active, how) in layers.items()},
+        "kernel": kernel,
+        "layers": {layer: {"active": active, "how": how} for layer, (active, how) in layers.items()},
     }
+
+
+def layers_summary(report: dict[str, Any]) -> str:
+    """One line for tables and logs: the backend, and what it leaves open."""
+    if not report.get("backend"):
+        return "no sandbox"
+    missing = [name for name, layer in report["layers"].items() if not layer["active"]]
+    return report["backend"] + (f" (inactive: {', '.join(missing)})" if missing else " (all layers)")
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -351,6 +478,12 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
             env, cwd = {**_environment(str(workdir)), MARK_VARIABLE: token}, str(workdir)
             if uid is not None:
                 os.chown(workdir, uid, uid)
+        confine = None
+        if backend.name == "landlock":
+            from sky_distill.verify.sandbox_landlock import confinement
+
+            root_kept = _is_root() and uid is None
+            confine = confinement(str(workdir), backend.python, backend.binds, drop_capabilities=root_kept)
         settings = {
             "rlimits": limits.rlimits(),
             "uid": uid,
@@ -359,7 +492,7 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
             "status_fd": status_write,
             "token_fd": token_read,
         }
-        if backend.name == "none" and not _is_root():  # RLIMIT_NPROC counts every process of this user
+        if backend.name in ("landlock", "unsafe_process") and not _is_root():  # RLIMIT_NPROC counts all of the user's
             allowed = limits.max_processes + _tasks_of_user(os.getuid())
             settings["rlimits"]["RLIMIT_NPROC"] = (allowed, allowed)
         command = [*prefix, backend.python, *backend.python_flags, "-c", ENTRY_SOURCE, json.dumps(settings)]
@@ -374,19 +507,24 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
                 env=env if backend.name != "bwrap" else {},  # bwrap sets the program's own (--clearenv)
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if backend.name == "none" else None,
+                preexec_fn=confine or (_die_with_parent if backend.name == "unsafe_process" else None),
             )
+        if confine is not None:
+            confine.ruleset.close()
         for fd in (status_write, token_read, info_write):
             if fd >= 0:
                 os.close(fd)
         status_write = token_read = info_write = -1
         inner_pid = _read_child_pid(info_read, max(limits.timeout_s, 10.0)) if backend.name == "bwrap" else None
-        stdout, stderr, why = _collect(process, limits, started)
+        disk = None if backend.name == "bwrap" else functools.partial(_over_disk_limit, workdir, limits.disk_mb)
+        stdout, stderr, why = _collect(process, limits, started, disk)
         if why is not None:
             _kill(process, inner_pid)
         process.wait()
         elapsed = time.monotonic() - started
-        if backend.name == "none":  # no PID namespace: what is left of the group, and what carries the mark
+        if backend.name == "landlock":  # setsid and setpgid are refused: every process is in the group
+            _kill_group(process.pid)
+        if backend.name == "unsafe_process":  # what is left of the group, and what carries the mark
             _kill(process, None)
             _kill_marked(token)
         outcome = _read_status(status_read, token)
@@ -400,6 +538,42 @@ def _run(backend: Backend, code: str, stdin: str, limits: SandboxLimits) -> Sand
                 with contextlib.suppress(OSError):
                     os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _over_disk_limit(workdir: Path, disk_mb: int) -> bool:
+    """Whether the files under `workdir` take more than `disk_mb` (allocated blocks)."""
+    total, limit = 0, disk_mb << 20
+    stack = [str(workdir)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+        if total > limit:
+            return True
+    return False
+
+
+def _kill_group(pgid: int, wait_s: float = 2.0) -> None:
+    """SIGKILL the process group until no process is left in it (or `wait_s` passes: zombies nobody reaps)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() > deadline:
+            log.warning("sandbox: process group %d still has members %ss after SIGKILL", pgid, wait_s)
+            return
+        time.sleep(0.005)
 
 
 def _tasks_of_user(uid: int) -> int:
@@ -449,8 +623,13 @@ def _read_child_pid(info_fd: int, timeout_s: float) -> int | None:
         return None
 
 
-def _collect(process: subprocess.Popen, limits: SandboxLimits, started: float) -> tuple[bytes, bytes, str | None]:
-    """Read stdout and stderr until both close; stop early on the time limit or the output cap."""
+def _collect(
+    process: subprocess.Popen,
+    limits: SandboxLimits,
+    started: float,
+    over_disk: Any = None,
+) -> tuple[bytes, bytes, str | None]:
+    """Read stdout and stderr until both close; stop early on the time limit, the output cap or `over_disk()`."""
     buffers = {process.stdout: bytearray(), process.stderr: bytearray()}
     selector = selectors.DefaultSelector()
     for stream in buffers:
@@ -469,7 +648,10 @@ def _collect(process: subprocess.Popen, limits: SandboxLimits, started: float) -
                 exited_at = now
             if exited_at is not None and now - exited_at > 0.5:
                 break  # the program is done; a leftover process holds the pipes open (killed next)
-            for key, _ in selector.select(timeout=min(remaining, 0.5)):
+            if over_disk is not None and over_disk():
+                why = "disk_limit"
+                break
+            for key, _ in selector.select(timeout=min(remaining, 0.5 if over_disk is None else DISK_POLL_S)):
                 try:
                     chunk = os.read(key.fileobj.fileno(), 1 << 16)
                 except BlockingIOError:
@@ -586,7 +768,7 @@ def _result(
         signal_name = (
             signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
         )
-    elif returncode is not None and returncode > 128 and backend.name != "none":
+    elif returncode is not None and returncode > 128 and backend.name in ("bwrap", "unshare"):
         number = returncode - 128  # bwrap and unshare report a killed child as 128 + signal
         if number in signal.Signals._value2member_map_:
             signal_name = signal.Signals(number).name
@@ -597,6 +779,8 @@ def _result(
         return SandboxResult("timeout", **common, detail=f"exceeded {limits.timeout_s:g}s")
     if why == "output_limit":
         return SandboxResult("output_limit", **common, detail=f"output exceeded {limits.max_output_bytes} bytes")
+    if why == "disk_limit":
+        return SandboxResult("disk_limit", **common, detail=f"files exceeded {limits.disk_mb} MB")
     if not outcome:
         last = stderr.strip().splitlines()[-1:] or [f"exit code {returncode}"]
         return SandboxResult("sandbox_error", **common, detail=f"the sandbox did not start: {last[0]}")
@@ -609,5 +793,31 @@ def _result(
     return SandboxResult("runtime_error", **common, detail=detail[:500])
 
 
-if __name__ == "__main__":  # `python -m sky_distill.verify.sandbox`: the active layers
-    print(json.dumps(isolation_layers(), indent=2))
+def layers_table(backends: tuple[str, ...] = ("bwrap", "landlock", "unshare", "unsafe_process")) -> str:
+    """A markdown table: one column per backend that starts here, one row per layer (yes/no)."""
+    reports = {name: isolation_layers(name) for name in backends}
+    started = {name: report for name, report in reports.items() if report["backend"]}
+    names = list(next(iter(started.values()))["layers"]) if started else []
+    lines = ["| layer | " + " | ".join(started) + " |", "|---|" + "---|" * len(started)]
+    for layer in names:
+        cells = ["yes" if report["layers"][layer]["active"] else "no" for report in started.values()]
+        lines.append(f"| {layer.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    for name, report in reports.items():
+        if not report["backend"]:
+            lines.append(f"\n{name}: did not start ({report['error'].split(': ', 1)[-1][:200]})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sky_distill.verify.sandbox [--backend NAME] [--table]`: the layers active here."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    parser.add_argument("--table", action="store_true", help="a markdown table over every backend that starts here")
+    args = parser.parse_args(argv)
+    print(layers_table() if args.table else json.dumps(isolation_layers(args.backend), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -41,8 +41,8 @@ from sky_distill.runs import (
     read_json,
     write_json_atomic,
 )
-from sky_distill.verify.checks import VERIFIER_VERSION, check_response
-from sky_distill.verify.code import CodeSettings, configure
+from sky_distill.verify.checks import VERIFIER_VERSION, check_response, prepare_worker
+from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
 from sky_distill.verify.select import TraceFilter, filter_traces, select_traces
 from sky_distill.verify.sft import to_sft_example
@@ -137,7 +137,9 @@ def iter_verdicts(
             if ready is None:
                 yield (found.answer_type, response, found.answer, found.tests, code_budget(timeout_s))
 
-    outcomes = map_with_timeout(check_response, work(), timeout_s, workers, initializer=configure, initargs=(code,))
+    outcomes = map_with_timeout(
+        check_response, work(), timeout_s, workers, initializer=prepare_worker, initargs=(code,)
+    )
     batch: list[Verdict] = []
     reused = 0
     with tqdm(total=total, desc="verify", unit="response", mininterval=1.0) as bar:
@@ -468,6 +470,11 @@ def run(cfg: Any) -> dict[str, Any]:
 
     # Verification: the traces stream through the workers; verdicts stream to their file.
     code = code_settings(config.sandbox)
+    sandbox = None
+    if "code" in problems.answer_types:
+        from sky_distill.verify.sandbox import require_containment
+
+        sandbox = require_containment(code.backend, code.site_packages)  # fail closed before any code runs
     settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.__dict__}
     progress = _prepare_progress(stage_dir, settings)
     trace_errors: list[RecordError] = []
@@ -549,10 +556,8 @@ def run(cfg: Any) -> dict[str, Any]:
         },
         "provenance": provenance("verify", to_container(cfg)),
     }
-    if "code" in problems.answer_types:
-        from sky_distill.verify.sandbox import isolation_layers
-
-        report["sandbox"] = isolation_layers(code.backend, code.site_packages)
+    if sandbox is not None:
+        report["sandbox"] = sandbox
     write_json_atomic(stage_dir / "report.json", report)
     mark_complete(stage_dir, report)
     (stage_dir / PARTIAL).unlink(missing_ok=True)

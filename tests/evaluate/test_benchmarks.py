@@ -249,7 +249,7 @@ def test_every_configured_suite_names_known_benchmarks(overrides):
     from tests.conftest import compose_config
 
     typed = stage_config(compose_config(overrides, stage="eval"), "eval")
-    check_names(typed["eval"], REGISTRY, typed["task"].name)
+    check_names(typed["eval"], REGISTRY, typed["task"])
     for name in typed["eval"].benchmarks:
         run = plan_run(name, typed["teacher"], REGISTRY.get(name), typed["eval"])
         assert run.sampling.max_tokens > 0 and run.model.prompt_template == "{problem}"

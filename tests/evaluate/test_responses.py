@@ -80,7 +80,13 @@ def test_sample_indices_benchmarks_and_token_counts(tmp_path):
         tmp_path,
         [
             {"id": "2024-I-1", "response": "a", "benchmark": "aime24"},
-            {"problem_id": "2024-I-1", "response": "b", "benchmark": "aime24", "completion_tokens": 7},
+            {
+                "problem_id": "2024-I-1",
+                "response": "b",
+                "benchmark": "aime24",
+                "completion_tokens": 7,
+                "sample_index": 1,
+            },
             {"id": "2024-I-2", "response": "c", "benchmark": "aime24", "sample_index": 3, "finish_reason": "length"},
             {"id": "amc23-0", "response": "d", "benchmark": "amc23", "extra": "ignored"},
         ],
@@ -109,6 +115,7 @@ def test_every_bad_line_is_reported_with_file_line_and_field(tmp_path):
             {"id": "amc23-0", "response": "x"},
             "[1, 2]",
             {"id": "2024-I-2", "response": "x", "benchmark": "aime24", "sample_index": -1},
+            {"id": "2024-I-1", "response": "a repeated id without a sample_index", "benchmark": "aime24"},
         ],
     )
     with pytest.raises(RecordFileError) as raised:
@@ -123,6 +130,7 @@ def test_every_bad_line_is_reported_with_file_line_and_field(tmp_path):
         "7: benchmark: missing field (needed to choose one of ['aime24', 'amc23'])",
         "8: <json>: expected a JSON object, got list",
         "9: sample_index: must be a non-negative integer",
+        "10: id: aime24/2024-I-1 repeats line 1; give each sample of a problem its sample_index (0, 1, ...)",
     ]
 
 
@@ -159,3 +167,51 @@ def test_cli_errors_are_one_line(tmp_path):
         and "responses.jsonl:1: id: 'nope' is not a problem of aime24" in last
     )
     assert "Traceback" not in mismatched.stderr
+
+
+def test_the_cli_prints_every_bad_line_at_once(tmp_path):
+    """Seen: four bad lines, one printed with "(and 3 more)"; the other three appeared nowhere."""
+    from tests.conftest import BENCHMARKS
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"id": "2024-I-1", "response": \n'  # broken JSON
+        + json.dumps({"response": "no id"})
+        + "\n"
+        + json.dumps({"id": "2024-I-99", "response": "x"})
+        + "\n"
+        + json.dumps({"id": "2024-I-1", "response": "x", "benchmark": "gsm8k"})
+        + "\n"
+    )
+    bad = cli(
+        f"paths.benchmarks_dir={BENCHMARKS}",
+        f"eval.responses.path={path}",
+        "eval.benchmarks=[aime24]",
+        env_root=tmp_path,
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert lines[0] == "sky-distill eval: error: 4 bad lines:"
+    assert [line.split("bad.jsonl:", 1)[1].split(":")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    assert "'gsm8k' is not among eval.benchmarks" in lines[4]
+
+
+def test_a_partial_responses_file_is_an_error_unless_allowed(tmp_path):
+    """Seen: 1 of AIME's 30 problems scored "avg@n 1.0000 over 1 problems" and marked COMPLETE."""
+    from sky_distill.errors import SkyDistillError
+    from tests.conftest import BENCHMARKS
+    from tests.evaluate.conftest import score_responses_file
+
+    gold = json.loads((BENCHMARKS / "aime24.jsonl").read_text().splitlines()[0])
+    path = write(tmp_path, [{"id": gold["id"], "response": f"\\boxed{{{gold['answer']}}}"}])
+    with pytest.raises(SkyDistillError, match=r"partial result: aime24: 29 of 30 problems have no response"):
+        score_responses_file(tmp_path, path, "one", benchmarks=["aime24"])
+    assert not list(tmp_path.rglob("COMPLETE.json"))
+    result = score_responses_file(tmp_path, path, "one", ["eval.responses.allow_missing=true"], benchmarks=["aime24"])
+    assert result["one"]["aime24"]["missing_problems"] == 29 and result["one"]["aime24"]["problems"] == 1
+    summary = json.loads(next(tmp_path.rglob("one/aime24/summary.json")).read_text())
+    assert summary["problems_expected"] == 30 and summary["coverage"].startswith("aime24: 29 of 30")
+    from sky_distill.evaluate.tables import build_table, collect_summaries, markdown_table
+
+    table = markdown_table(build_table(collect_summaries(next(tmp_path.rglob("eval")))))
+    assert "| aime24 avg@1 (%) |" in table and "(29 of 30 missing)" in table

@@ -24,7 +24,10 @@ def test_tables_render_runs_and_cited_baselines(dev_run):
     result = run_table(run_dir, "eval.table.compare=[dev,dev_cut]")
     markdown = (run_dir / "tables" / "results.md").read_text()
     lines = markdown.splitlines()
-    assert lines[0].startswith("| model | aime24 avg@n (%) | amc23 avg@n (%) | math500 avg@n (%)")
+    assert lines[0].startswith(
+        "| model | aime24 avg@1 (%) | amc23 avg@1 (%) | math500 avg@1 (%)"
+    )  # n: the fewest samples any problem has
+    assert "of 500 missing)" in lines[2]  # the dev set is a partial math500, and the table says so
     rows = [line.split("|")[1].strip() for line in lines[2:] if line.startswith("|")]
     assert rows[:2] == ["dev", "dev_cut"]
     r1 = next(line for line in lines if line.startswith("| DeepSeek-R1-Distill-Qwen-32B (reported ["))

@@ -14,7 +14,8 @@ def test_requeue_exit_code_is_85():
     assert TrainingPreempted(7).code == 85 and TrainingPreempted(7).step == 7
 
 
-def test_a_real_signal_is_remembered(tmp_path):
+def test_a_real_signal_is_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKY_DISTILL_STOP_GRACE_S", "0")  # no timer that would end this test process
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGTERM)}
     try:
         for sig in (signal.SIGUSR1, signal.SIGTERM):

@@ -3,11 +3,13 @@ and hard timeouts: a pathological answer costs at most the timeout and never sta
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from sky_distill.records import Problem
-from sky_distill.verify.math import equivalent
+from sky_distill.verify.labelled import read_pairs, read_responses
+from sky_distill.verify.math import equivalent, is_correct
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
 from sky_distill.verify.stage import verify_responses
 from tests.conftest import BENCHMARKS, FIXTURES, requires_shared
@@ -18,6 +20,14 @@ from tests.conftest import BENCHMARKS, FIXTURES, requires_shared
 # is a sentence, not an expression.
 MIN_PAIR_AGREEMENT = 0.98
 MIN_OUTPUT_AGREEMENT = 0.97
+DATA = Path(__file__).parent / "data"
+# Held-out (tests/verify/data, frozen before issue 18's rules were written). Measured: 157/162 pairs
+# (96.9%) and 204/208 responses (98.1%); issue 18's targets are 97% and 98.5%. Floors catch regressions.
+MIN_HELD_OUT_PAIRS = 0.965
+MIN_HELD_OUT_RESPONSES = 0.975
+# Near misses the held-out responses accept: `4210_6` for `4210_{5}` (math-verify drops a base
+# subscript; accepted before issue 18 too) and `6.21` for `6.2` (it rounds to the gold's one decimal).
+KNOWN_NEAR_MISS_ACCEPTED = {"test/number_theory/847.json", "minerva-256"}
 
 
 def read_jsonl(path):
@@ -92,3 +102,25 @@ def test_a_pathological_answer_costs_at_most_the_timeout():
     assert time.monotonic() - started < 12
     assert [v.status for v in verdicts] == ["incorrect", "timeout", "correct"]
     assert "3s" in verdicts[1].detail
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split,floor", [("dev", 0.98), ("held_out", MIN_HELD_OUT_PAIRS)])
+def test_labelled_pairs_from_other_graders_agree(split, floor):
+    rows = read_pairs(DATA / f"equivalence_{split}.jsonl")
+    wrong = [
+        (r["kind"], r["pred"][:50], r["gold"][:50]) for r in rows if equivalent(r["pred"], r["gold"]) != r["label"]
+    ]
+    print(f"\n{split}: {len(rows) - len(wrong)}/{len(rows)}")
+    assert 1 - len(wrong) / len(rows) >= floor, wrong
+
+
+@pytest.mark.slow
+@requires_shared(FIXTURES / "sky_t1_traces_sample.jsonl")
+@requires_shared(BENCHMARKS)
+def test_held_out_long_responses_agree():
+    responses = read_responses(DATA / "responses_held_out.jsonl", FIXTURES / "sky_t1_traces_sample.jsonl", BENCHMARKS)
+    wrong = [(r.problem_id, r.kind) for r in responses if is_correct(r.response, r.gold) != r.label]
+    accepted = {problem_id for problem_id, kind in wrong if kind.startswith("near_miss")}
+    assert accepted <= KNOWN_NEAR_MISS_ACCEPTED  # no new false positive
+    assert 1 - len(wrong) / len(responses) >= MIN_HELD_OUT_RESPONSES, wrong

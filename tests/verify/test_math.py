@@ -118,3 +118,57 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
     if message:
         result = check_response(answer_type, "\\boxed{1}", gold)
         assert result["status"] == "error" and message in result["detail"]
+
+
+@pytest.mark.parametrize(
+    "pred,gold,equal",
+    [
+        # assignments and conditions
+        ("p = 4, q = 7", "(4, 7)", True),
+        ("p = 7, q = 4", "(4, 7)", False),
+        ("g(x) = 3x - 1", "3x-1", True),
+        ("s = 3x - 1", "g(x) = 3x - 1", True),
+        ("e^{-t} \\text{ for } t \\ge 0", "e^{-t}", True),
+        ("\\frac{1}{3} \\text{ with probability } \\frac{1}{2}", "\\frac13", True),
+        ("e^{-2t} \\text{ for } t \\ge 0", "e^{-t}", False),
+        # notation of one quantity
+        ("\\frac{a0}{2}", "\\frac{a_0}{2}", True),
+        ("\\dot{y} = -3y", "\\frac{dy}{dt} = -3 y", True),
+        ("y' = 3y", "\\frac{dy}{dt} = -3 y", False),
+        ("2y - 4x = 6", "y = 2x + 3", True),
+        ("2y - 4x = 8", "y = 2x + 3", False),
+        # times, mixed numbers, units, percent
+        ("7:45 \\text{ p.m.}", "19:45", True),
+        ("7:45 \\text{ a.m.}", "19:45", False),
+        ("3 1/4", "\\frac{13}{4}", True),
+        ("3 1/4", "\\frac{11}{4}", False),
+        ("12 seconds", "12", True),
+        ("\\frac{3}{8}", "37.5\\%", True),
+        ("\\frac{3}{7}", "37.5\\%", False),
+        # identities
+        ("\\cos^2 t - \\sin^2 t", "\\cos(2t)", True),
+        ("(1+i)(1-2i)", "3 - i", True),
+        ("(1+i)(1+2i)", "3 - i", False),
+        ("\\langle 1, -2, 5 \\rangle", "\\begin{pmatrix} 1 \\\\ -2 \\\\ 5 \\end{pmatrix}", True),
+        ("3\\mathbf{i} - \\mathbf{j}", "\\begin{pmatrix} 3 \\\\ -1 \\end{pmatrix}", True),
+        ("(1, 2, 5)", "\\begin{pmatrix} 1 \\\\ -2 \\\\ 5 \\end{pmatrix}", False),
+        # multi-part answers
+        ("x = 2 \\text{ or } x = -3", "-3, 2", True),
+        ("2", "-3$,$2", False),
+        ("1, 2, 4", "1,2,3", False),  # a list is never read as the number 1.2
+        # precision follows the gold's stated digits
+        ("3.15 \\times 10^{-5}", "3.14\\times10^{-5}", False),
+        ("3.15 \\times 10^{-5} \\text{ m}", "3.14e-5", False),
+        ("3.1412 \\times 10^{-5}", "3.14e-5", True),
+        ("6.02", "6.0", True),
+        ("6.1", "6.0", False),
+        ("6.0", "6.02", False),  # less precise than asked
+        ("2.5e3", "2500", True),
+        ("2501", "2500", False),
+        # parses that are garbage are never equal
+        ("\\hbar \\omega(v+2 / 2)", "\\hbar \\omega(v+1 / 2)", False),
+        ("n - \\lfloor n / 3\\rfloor", "n - \\lfloor n / 2\\rfloor", False),
+    ],
+)
+def test_equivalent_general_rules(pred, gold, equal):
+    assert equivalent(pred, gold) is equal

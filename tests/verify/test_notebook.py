@@ -19,3 +19,6 @@ def test_verify_report_notebook_executes(verify_run, tmp_path, monkeypatch):
     assert "decontaminated problems by benchmark" in outputs and "problem broken-gold" in outputs
     for name in ("acceptance_by_source.png", "trace_lengths.png", "truncation.png"):
         assert (figures / name).stat().st_size > 5000, name
+    from tests.evaluate.test_notebook import inline_figures
+
+    assert inline_figures(tmp_path / NOTEBOOK.name) == 3  # shown inline, not only saved

@@ -1,0 +1,165 @@
+"""Notations of one answer that math-verify reads differently: rewrite rules and the precision a
+gold states. Pure text functions; `math.py` applies them before and around math-verify.
+
+- conditions after an answer (`\\text{ for } t > 0`, `\\text{ with probability } 1`, a per-case
+  `\\text{(when n is even)}`) are dropped;
+- times of day (`9:15 p.m.`, `21:15`, `21:15:00`) become minutes after midnight;
+- mixed numbers (`2 3/4`) become sums; a number followed by bare words (`10 weeks`) loses the words;
+- derivatives in dot, prime and Leibniz notation (`\\dot{x}`, `x'`, `\\frac{dx}{dt}`) become one name;
+- vectors (`\\langle a, b \\rangle`, `a\\mathbf{i} + b\\mathbf{j}`, a one-column matrix) become tuples;
+- a gold decimal states its precision: `27.39` asks for 2 decimals, `1.70e4` for 3 significant
+  figures; a prediction matches when it rounds to the gold there, so `3.15e-5` never equals `3.14e-5`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_UNWRAP = re.compile(r"\\(?:text|textrm|mathrm|mbox|textit)\s*\{([^{}]*)\}")
+_CONDITION_WORDS = r"(?:for|with|when|where|if|provided|assuming)"
+_PER_CASE = re.compile(rf"\(\s*{_CONDITION_WORDS}\b[^()]*\)", re.IGNORECASE)
+_TRAILING_CONDITION = re.compile(
+    rf"(?:,|;|\\quad|\\qquad|\\[,;:]|\s)*\b{_CONDITION_WORDS}\b(?:\s+(?:all|every|some|any|each|probability))?\s+.*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def drop_conditions(text: str) -> str:
+    """`x(t) = ... \\text{ for } t > 0` -> `x(t) = ...`; per-case parentheses removed from each part."""
+    if not re.search(rf"\b{_CONDITION_WORDS}\b", text, re.IGNORECASE):
+        return text
+    unwrapped = _UNWRAP.sub(r" \1 ", text)
+    unwrapped = _PER_CASE.sub(" ", unwrapped)
+    stripped = _TRAILING_CONDITION.sub("", unwrapped).strip()
+    return stripped if stripped and re.search(r"[\w\\]", stripped) else text
+
+
+_TIME = re.compile(
+    r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:\\(?:text|mathrm)\s*\{\s*([ap])\.?\s*m\.?\s*\}|([ap])\.?\s*m\.?)?\s*$",
+    re.IGNORECASE,
+)
+
+
+def minutes_of_day(text: str) -> float | None:
+    """`9:15 p.m.` -> 1275.0, `21:15:30` -> 1275.5; None when the text is not a time of day."""
+    match = _TIME.match(re.sub(r"\\[,;:! ]", " ", text))
+    if not match:
+        return None
+    hours, minutes, seconds = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    meridiem = (match.group(4) or match.group(5) or "").lower()
+    if minutes > 59 or seconds > 59 or hours > (12 if meridiem else 24):
+        return None
+    if meridiem:
+        hours = hours % 12 + (12 if meridiem == "p" else 0)
+    return hours * 60 + minutes + seconds / 60
+
+
+def rewrite_mixed_number(text: str) -> str:
+    """`2 3/4` -> `2+3/4` (a whole number, a space, a proper fraction), else unchanged."""
+    match = re.fullmatch(r"\s*(-?)(\d+)\s+(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or int(match.group(3)) >= int(match.group(4)):
+        return text
+    sign, whole, numerator, denominator = match.groups()
+    return f"{sign}({whole}+{numerator}/{denominator})"
+
+
+def drop_trailing_words(text: str) -> str:
+    """`10 weeks`, `10weeks` -> `10`: a number followed by plain words only (units, nouns)."""
+    match = re.fullmatch(r"\s*(-?\d[\d,]*(?:\.\d+)?)\s*([a-zA-Z]{3,}(?:\s+[a-zA-Z]+)*)\s*", text)
+    return match.group(1) if match else text
+
+
+_NAME = r"(?:\{\s*([a-zA-Z]|\\[a-zA-Z]+)\s*\}|([a-zA-Z]|\\[a-zA-Z]+))"
+_SUBSCRIPT = r"(?:\s*_\s*(?:\{\s*(\w+)\s*\}|(\w)))?"
+_VARIABLE = _NAME + _SUBSCRIPT
+_DERIVATIVE_FORMS = (
+    (
+        2,
+        re.compile(
+            rf"\\frac\s*\{{\s*d\s*\^\s*\{{?\s*2\s*\}}?\s*{_VARIABLE}\s*\}}\s*\{{\s*d\s*t\s*\^\s*\{{?\s*2\s*\}}?\s*\}}"
+        ),
+    ),
+    (1, re.compile(rf"\\frac\s*\{{\s*d\s*{_VARIABLE}\s*\}}\s*\{{\s*d\s*t\s*\}}")),
+    (2, re.compile(rf"\\ddot\s*{_VARIABLE}")),
+    (1, re.compile(rf"\\dot\s*{_VARIABLE}")),
+    (1, re.compile(r"(?<![\\a-zA-Z])()([a-zA-Z])()()\s*(?:'|\^\s*\{\s*\\prime\s*\}|\^\s*\\prime)(?!')")),
+)
+
+
+def _derivative_name(match: re.Match, order: int) -> str:
+    name, subscript = match.group(1) or match.group(2), match.group(3) or match.group(4)
+    return f"\\{'d' * order}ot{{{name}}}" + (f"_{{{subscript}}}" if subscript else "")
+
+
+def unify_derivatives(text: str) -> str:
+    """Time derivatives in dot, prime or Leibniz notation -> dot notation (`\\frac{d x_0}{dt}` ->
+    `\\dot{x}_{0}`, `\\frac{d^2 v}{dt^2}` -> `\\ddot{v}`), which math-verify reads as one name."""
+    for order, pattern in _DERIVATIVE_FORMS:
+        text = pattern.sub(lambda m, order=order: _derivative_name(m, order), text)
+    return text
+
+
+def unify_subscripts(text: str) -> str:
+    """`V0` -> `V_{0}` (math-verify reads `V_0` and `V_{0}` alike): a letter followed by digits is
+    a subscripted name; `\\lambda_{\\text{red}}` -> `\\lambda_{red}`."""
+    text = re.sub(r"_\s*\{\s*\\(?:text|mathrm|rm)\s*\{\s*([^{}]*?)\s*\}\s*\}", r"_{\1}", text)  # `_{\text{red}}`
+    return re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
+
+
+_COLUMN = re.compile(r"\\begin\{([pbv]?matrix)\}(.*?)\\end\{\1\}", re.DOTALL)
+
+
+def vector_as_tuple(text: str) -> str:
+    """A one-column matrix, `\\langle a, b\\rangle`, or `a\\mathbf{i}+b\\mathbf{j}+c\\mathbf{k}` -> `(a, b, c)`."""
+    stripped = text.strip()
+    stripped = re.sub(r"^\\left\s*\(|\\right\s*\)$", lambda m: "(" if "(" in m.group(0) else ")", stripped)
+    if stripped.startswith("(") and stripped.endswith(")") and stripped.count("\\begin") == 1:
+        stripped = stripped[1:-1].strip()
+    column = _COLUMN.fullmatch(stripped)
+    if column and "&" not in column.group(2):
+        entries = [entry.strip() for entry in re.split(r"\\\\", column.group(2)) if entry.strip()]
+        return f"({', '.join(entries)})"
+    angle = re.fullmatch(r"(?:\\left)?\s*\\langle(.*?)(?:\\right)?\s*\\rangle", stripped)
+    if angle:
+        return f"({angle.group(1).strip()})"
+    units = re.findall(r"([+-]?[^+\-]*?)\s*\\(?:mathbf|hat|vec)\s*\{?\s*([ijk])\s*\}?", stripped)
+    if units and re.sub(r"[+-]?[^+\-]*?\s*\\(?:mathbf|hat|vec)\s*\{?\s*[ijk]\s*\}?", "", stripped).strip() == "":
+        parts = {axis: (coefficient.replace(" ", "") or "1") for coefficient, axis in units}
+        parts = {axis: ("-1" if c == "-" else "1" if c == "+" else c.lstrip("+")) for axis, c in parts.items()}
+        if set(parts) == {"i", "j", "k"} or set(parts) == {"i", "j"}:
+            return f"({', '.join(parts[axis] for axis in 'ijk' if axis in parts)})"
+    return text
+
+
+def is_vector(text: str) -> bool:
+    return vector_as_tuple(text) != text
+
+
+_DECIMAL = re.compile(
+    r"^\s*[+-]?(\d+)(?:\.(\d*))?\s*(?:(?:[eE]|\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*)\{?\s*([+-]?\d+)\s*\}?)?\s*$"
+)
+
+
+def stated_precision(gold: str) -> float | None:
+    """Half a unit in the last stated place of a decimal gold (`27.39` -> 0.005, `1.70e4` -> 50).
+
+    None for exact golds: integers, fractions, surds, and powers of ten without a mantissa point
+    written with an exponent are compared exactly (they state no rounding).
+    """
+    text = _UNWRAP.sub("", gold).replace("~", " ")
+    text = re.sub(r"\\[,;! ]|\\mathrm\{[^{}]*\}|\^\s*\\circ|\\%|%", " ", text).strip()
+    match = _DECIMAL.match(text)
+    if not match:
+        return None
+    integer, decimals, exponent = match.groups()
+    if decimals is None and exponent is None:
+        return None
+    places = len(decimals or "")
+    return 0.5 * 10 ** (int(exponent or 0) - places)
+
+
+def within_stated_precision(pred_value: float, gold_value: float, half_unit: float) -> bool:
+    """Whether a prediction rounds to the gold at the gold's last stated place (at most 1% off)."""
+    tolerance = min(half_unit, 0.01 * abs(gold_value)) if gold_value else half_unit
+    return math.isclose(pred_value, gold_value, rel_tol=1e-12) or abs(pred_value - gold_value) <= tolerance * (1 + 1e-9)
