@@ -182,6 +182,22 @@ def iter_jsonl(path: str | Path, record_type: type[R]) -> Iterator[tuple[int, R 
                 yield line_number, parse_record(line, record_type, str(path), line_number)
 
 
+def iter_jsonl_offsets(path: str | Path, record_type: type[R]) -> Iterator[tuple[int, int, R | RecordError]]:
+    """Yield (byte offset, line number, record or `RecordError`) for each non-blank line, streamed."""
+    offset = 0
+    with open(path, "rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            start, offset = offset, offset + len(line)
+            if line.strip():
+                yield start, line_number, parse_record(line.decode("utf-8"), record_type, str(path), line_number)
+
+
+def read_record_at(handle: Any, offset: int, record_type: type[R]) -> R:
+    """The record on the line at `offset` of an open binary file (already read once, so valid)."""
+    handle.seek(offset)
+    return record_type.model_validate(json.loads(handle.readline()))
+
+
 def read_jsonl(path: str | Path, record_type: type[R]) -> tuple[list[R], list[RecordError]]:
     """All valid records of a file and the errors of the others."""
     records: list[R] = []
@@ -204,20 +220,44 @@ def to_json_line(record: BaseModel | dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False) + "\n"
 
 
+class JsonlWriter:
+    """Streams records to a temporary file renamed onto `path` when the block ends without error."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.count = 0
+        self._handle: Any = None
+
+    def __enter__(self) -> JsonlWriter:
+        self._handle = open(self.temporary, "w", encoding="utf-8")  # noqa: SIM115
+        return self
+
+    def write(self, record: BaseModel | dict[str, Any]) -> None:
+        self._handle.write(to_json_line(record))
+        self.count += 1
+
+    def __exit__(self, error_type, *_) -> None:
+        handle, self._handle = self._handle, None
+        try:
+            if error_type is None:
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            handle.close()
+        if error_type is None:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write records to `path` atomically (a temp file renamed into place); return the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    count = 0
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with JsonlWriter(path) as writer:
         for record in records:
-            handle.write(to_json_line(record))
-            count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return count
+            writer.write(record)
+    return writer.count
 
 
 def append_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]], fsync: bool = True) -> int:

@@ -8,7 +8,8 @@ response lengths, overall and per group (difficulty, level) when the benchmark n
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,20 +45,39 @@ class Response:
 def score_responses(
     benchmark: str,
     model_name: str,
-    responses: Sequence[Response],
+    responses: Iterable[Response],
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
     code: Any = None,  # CodeSettings: the sandbox for code answers (default: auto)
 ) -> list[EvalSample]:
     """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
-    from sky_distill.verify.stage import verify_responses
+    return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers, code))
 
-    verdicts = verify_responses(
-        [(r.problem_id, r.sample_index, r.response) for r in responses], problems, timeout_s, workers, code
-    )
-    return [
-        EvalSample(
+
+def iter_scored(
+    benchmark: str,
+    model_name: str,
+    responses: Iterable[Response],
+    problems: dict[str, Problem],
+    timeout_s: float,
+    workers: int,
+    code: Any = None,
+) -> Iterator[EvalSample]:
+    """`score_responses` as a stream: responses are taken as the workers need them (a bounded
+    window in flight) and each scored sample is yielded in order."""
+    from sky_distill.verify.stage import iter_verdicts
+
+    waiting: deque[Response] = deque()
+
+    def items() -> Iterator[tuple[str, int, str]]:
+        for response in responses:
+            waiting.append(response)
+            yield response.problem_id, response.sample_index, response.response
+
+    for verdict in iter_verdicts(items(), problems.get, timeout_s, workers, code):
+        response = waiting.popleft()
+        yield EvalSample(
             benchmark=benchmark,
             problem_id=response.problem_id,
             sample_index=response.sample_index,
@@ -72,8 +92,6 @@ def score_responses(
             detail=verdict.detail,
             thinking_tokens=response.thinking_tokens,
         )
-        for response, verdict in zip(responses, verdicts)
-    ]
 
 
 def group_by_problem(samples: Sequence[EvalSample]) -> dict[str, list[EvalSample]]:

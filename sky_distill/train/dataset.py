@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sky_distill.generate.topk_store import TopK
-from sky_distill.records import RecordError, SFTExample, iter_jsonl
+from sky_distill.generate.topk_store import TopK, TopKRows, build_row_cache
+from sky_distill.records import RecordError, SFTExample, iter_json_objects, iter_jsonl
 from sky_distill.train.data import EncodedExample, encode_conversation
 from sky_distill.train.teacher_signal import TeacherAlignmentError, align_rows
 
@@ -90,7 +90,7 @@ def load_sft_examples(
     max_seq_len: int,
     overlong: str = "truncate",
     end_of_turn: set[int] | None = None,
-    teacher_topk: dict[tuple[str, int], TopK] | None = None,
+    teacher_topk: Mapping[tuple[str, int], TopK] | TopKRows | None = None,
 ) -> tuple[list[EncodedExample], DataReport]:
     """Encode every usable record of the SFT files; over-long ones are cut (or dropped) at `max_seq_len`.
 
@@ -138,7 +138,12 @@ def load_sft_examples(
 
 
 def _with_teacher_rows(
-    encoded: EncodedExample, item: SFTExample, topk: dict, end_of_turn: set[int], path: str | Path, line: int
+    encoded: EncodedExample,
+    item: SFTExample,
+    topk: Mapping | TopKRows,
+    end_of_turn: set[int],
+    path: str | Path,
+    line: int,
 ) -> EncodedExample:
     stored = topk.get((item.problem_id, item.sample_index))
     if stored is None:
@@ -150,3 +155,20 @@ def _with_teacher_rows(
     if isinstance(rows, str):
         raise TeacherAlignmentError(f"{path}:{line}: messages.{len(item.messages) - 1}.content: {rows}")
     return dataclasses.replace(encoded, teacher=rows)
+
+
+def sft_keys(files: Sequence[str | Path]) -> Iterator[tuple[str, int]]:
+    """The (problem id, sample index) of every record of the SFT files, streamed (bad lines skipped:
+    `load_sft_examples` reports them)."""
+    for path in files:
+        for _, data in iter_json_objects(path):
+            if not isinstance(data, RecordError) and isinstance(data.get("sample_index", 0), int):
+                yield str(data.get("problem_id", "")), data.get("sample_index", 0)
+
+
+def open_teacher_rows(
+    directories: Sequence[str | Path], files: Sequence[str | Path], cache_dir: str | Path
+) -> TopKRows:
+    """The stored top-k rows of the SFT files' samples only, cached uncompressed in `cache_dir` and
+    memory-mapped: rejected traces are never read, and a rank reads the rows it trains on."""
+    return TopKRows(build_row_cache(directories, sft_keys(files), cache_dir))

@@ -83,7 +83,7 @@ def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
     """Check the teacher's tokenizer against the student's; read the stored top-k rows (offline)."""
     from transformers import AutoTokenizer
 
-    from sky_distill.generate.topk_store import read_chunks
+    from sky_distill.train.dataset import open_teacher_rows
     from sky_distill.train.teacher_signal import check_tokenizers
 
     distill = job.train.distill
@@ -93,7 +93,7 @@ def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
         log.warning("train.distill.teacher_path is not set: the teacher's tokenizer is not checked")
     if distill.teacher != "offline" or distill.kd_weight == 0:
         return None
-    topk = read_chunks(job.teacher_topk_dirs)
+    topk = open_teacher_rows(job.teacher_topk_dirs, job.data_files, Path(job.output_dir) / "teacher_rows")
     if not topk:
         raise NoTrainingDataError(f"no stored teacher top-k log-probs in {job.teacher_topk_dirs}")
     return topk

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sky_distill.errors import SkyDistillError
-from sky_distill.generate.topk_store import TopK
+from sky_distill.generate.topk_store import RowSpan, TopK, read_released
 
 EXAMPLES = 5  # differing tokens shown in an error
 
@@ -79,7 +79,31 @@ class TeacherRows:
     logprobs: np.ndarray
 
 
-def align_rows(response_ids: list[int], truncated: bool, stored: TopK, end_of_turn: set[int]) -> TeacherRows | str:
+@dataclass(frozen=True, slots=True)
+class StoredTeacherRows:
+    """`TeacherRows` still on disk: rows [start, stop) of the memory-mapped cache, read when training
+    collates this example (only the rows this rank trains on are ever read); ~100 bytes a handle."""
+
+    stored_ids: np.ndarray  # the whole mapped arrays, not copies
+    stored_logprobs: np.ndarray
+    start: int
+    stop: int
+    padding: int = 0  # padding rows after the stored ones (a closing end-of-turn token)
+
+    @property
+    def ids(self) -> np.ndarray:
+        rows = read_released(self.stored_ids, self.start, self.stop)
+        return np.concatenate([rows, np.full((self.padding, rows.shape[1]), -1, dtype=rows.dtype)])
+
+    @property
+    def logprobs(self) -> np.ndarray:
+        rows = read_released(self.stored_logprobs, self.start, self.stop)
+        return np.concatenate([rows, np.full((self.padding, rows.shape[1]), -np.inf, dtype=rows.dtype)])
+
+
+def align_rows(
+    response_ids: list[int], truncated: bool, stored: TopK, end_of_turn: set[int]
+) -> TeacherRows | StoredTeacherRows | str:
     """The stored rows for the student's response tokens, or why they do not belong to them.
 
     The student's tokens must be the teacher's sampled tokens; one more token is allowed when
@@ -100,6 +124,8 @@ def align_rows(response_ids: list[int], truncated: bool, stored: TopK, end_of_tu
     if extra < 0 and not truncated:
         return f"{len(response_ids)} response tokens but {len(sampled)} sampled by the teacher"
     ids, logprobs = stored.ids[:shared], stored.logprobs[:shared]
+    if isinstance(ids, RowSpan):
+        return StoredTeacherRows(ids.array, logprobs.array, ids.start, ids.stop, padding=max(extra, 0))
     if extra == 1:
         ids = np.concatenate([ids, np.full((1, ids.shape[1]), -1, dtype=ids.dtype)])
         logprobs = np.concatenate([logprobs, np.full((1, logprobs.shape[1]), -np.inf, dtype=logprobs.dtype)])

@@ -70,12 +70,18 @@ def near_duplicate_groups(
     texts: dict[str, str], threshold: float = 0.8, num_perm: int = 64, shingle_size: int = 5, seed: int = 0
 ) -> list[list[str]]:
     """Groups (of two or more ids) whose texts are near duplicates (estimated Jaccard >= threshold)."""
-    if not texts:
+    signatures = {key: minhash_signature(text, num_perm, shingle_size, seed) for key, text in texts.items()}
+    return signature_groups(signatures, threshold)
+
+
+def signature_groups(signatures: dict[str, np.ndarray], threshold: float = 0.8) -> list[list[str]]:
+    """`near_duplicate_groups` from MinHash signatures alone (what a streaming caller keeps: no texts)."""
+    if not signatures:
         return []
+    num_perm = len(next(iter(signatures.values())))
     bands = _bands_for(threshold, num_perm)
     rows = num_perm // bands
-    ids = sorted(texts)
-    signatures = {key: minhash_signature(texts[key], num_perm, shingle_size, seed) for key in ids}
+    ids = sorted(signatures)
     parent = {key: key for key in ids}
 
     def find(key: str) -> str:

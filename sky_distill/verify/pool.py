@@ -8,11 +8,14 @@ stalls the run. Items run in parallel on `workers` processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
+from itertools import chain
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_END = object()
 
 
 class Timeout:
@@ -34,28 +37,41 @@ class Failure:
 
 def map_with_timeout(
     function: Callable[..., T],
-    items: Sequence[tuple[Any, ...]],
+    items: Iterable[tuple[Any, ...]],
     timeout_s: float,
     workers: int,
     initializer: Callable[..., None] | None = None,
     initargs: tuple[Any, ...] = (),
     max_tasks_per_worker: int = 2000,
+    window: int = 256,
 ) -> Iterator[T | Timeout | Failure]:
     """Apply `function(*item)` to each item in worker processes; yield results in item order.
 
-    `initializer(*initargs)` runs in every worker, replacements of killed ones included;
-    a worker is recycled after `max_tasks_per_worker` items (sympy's caches grow).
+    Items are taken lazily, at most `window` (or `workers`, if more) in flight, so a stream of
+    any length runs in bounded memory. `initializer(*initargs)` runs in every worker, replacements
+    of killed ones included; a worker is recycled after `max_tasks_per_worker` items (sympy's caches grow).
     """
     from pebble import ProcessPool
 
-    if not items:
+    source = iter(items)
+    first = next(source, _END)
+    if first is _END:
         return
+    source = chain([first], source)
     with ProcessPool(
         max_workers=workers, max_tasks=max_tasks_per_worker, initializer=initializer, initargs=initargs
     ) as pool:
-        futures = [pool.schedule(function, args=item, timeout=timeout_s) for item in items]
+        futures: deque = deque()
         try:
-            for future in futures:
+            while True:
+                while len(futures) < max(window, workers):
+                    item = next(source, _END)
+                    if item is _END:
+                        break
+                    futures.append(pool.schedule(function, args=item, timeout=timeout_s))
+                if not futures:
+                    break
+                future = futures.popleft()
                 try:
                     yield future.result()
                 except FutureTimeout:

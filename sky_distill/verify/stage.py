@@ -1,5 +1,10 @@
 """`sky-distill verify`: judge every trace, curate the correct ones, write SFT data and a report.
 
+Everything streams: traces flow through the verifier workers into `verdicts.jsonl`, then the
+traces and their verdicts are read back one problem at a time for curation, the SFT files and
+the report. What is held across the whole run is per problem and small (byte offsets, ids of
+excluded problems, MinHash signatures for near-duplicate search), never the traces or their text.
+
 Inputs: `<run_dir>/generate/{traces,problems}.jsonl`. Outputs in `<run_dir>/verify/`:
 `verdicts.jsonl`, `sft/verified.jsonl` (kept by the policy), `sft/all.jsonl` (the same filters,
 no correctness check: the no-verification ablation), `report.json` and `COMPLETE.json`.
@@ -9,22 +14,24 @@ Verdicts are appended to `verdicts.partial.jsonl` as they come, so a killed run 
 from __future__ import annotations
 
 import logging
-import statistics
 import time
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sky_distill.errors import MissingInputError
 from sky_distill.records import (
+    JsonlWriter,
     Problem,
+    RecordError,
     Trace,
     Verdict,
     append_jsonl,
+    iter_jsonl_offsets,
     read_jsonl,
+    read_record_at,
     repair_torn_tail,
-    write_jsonl,
 )
 from sky_distill.runs import (
     completion,
@@ -42,6 +49,7 @@ from sky_distill.verify.sft import to_sft_example
 
 log = logging.getLogger(__name__)
 
+_END = object()
 PARTIAL = "verdicts.partial.jsonl"
 PARTIAL_SETTINGS = "verdicts.partial.settings.json"
 ERROR_EXAMPLES = 20
@@ -84,52 +92,77 @@ def code_budget(timeout_s: float) -> float:
 
 def verify_responses(
     items: Sequence[tuple[str, int, str]],
-    problems: dict[str, Problem],
+    problems: Mapping[str, Problem],
     timeout_s: float,
     workers: int,
     code: CodeSettings | None = None,
     progress_path: str | Path | None = None,
 ) -> list[Verdict]:
-    """Verdicts for (problem id, sample index, response) triples, in order, checked in parallel.
+    """Verdicts for (problem id, sample index, response) triples, in order (see `iter_verdicts`)."""
+    return list(iter_verdicts(items, problems.get, timeout_s, workers, code, progress_path, total=len(items)))
 
-    Each check runs in a worker killed past `timeout_s`. With `progress_path`, verdicts are
-    appended there as they come, and verdicts already there (same verifier) are reused.
+
+def iter_verdicts(
+    items: Iterable[tuple[str, int, str]],
+    problem: Callable[[str], Problem | None],
+    timeout_s: float,
+    workers: int,
+    code: CodeSettings | None = None,
+    progress_path: str | Path | None = None,
+    total: int | None = None,
+) -> Iterator[Verdict]:
+    """Verdicts for a stream of (problem id, sample index, response) triples, in order, checked in parallel.
+
+    Each check runs in a worker killed past `timeout_s`; only a bounded window of items is in
+    flight. With `progress_path`, verdicts are appended there as they come, and verdicts already
+    there (same verifier) are reused.
     """
     from tqdm import tqdm
 
     done = _read_progress(progress_path)
-    work, positions, verdicts = [], [], [None] * len(items)
-    for position, (problem_id, sample_index, response) in enumerate(items):
-        if (problem_id, sample_index) in done:
-            verdicts[position] = done[(problem_id, sample_index)]
-            continue
-        problem = problems.get(problem_id)
-        if problem is None:
-            verdicts[position] = verdict_from_outcome(
-                problem_id,
-                sample_index,
-                {"status": "error", "correct": False, "detail": "no problem with this id in problems.jsonl"},
-                timeout_s,
-            )
-            continue
-        work.append((problem.answer_type, response, problem.answer, problem.tests, code_budget(timeout_s)))
-        positions.append(position)
-    if done:
-        log.info("verify: reusing %d verdicts from %s", len(items) - len(work), progress_path)
-    outcomes = map_with_timeout(check_response, work, timeout_s, workers, initializer=prepare_worker, initargs=(code,))
+    queued: deque[tuple[str, int, Verdict | None]] = deque()  # in item order; None: a worker checks it
+
+    def work() -> Iterator[tuple]:
+        for problem_id, sample_index, response in items:
+            ready = done.pop((problem_id, sample_index), None)
+            found = problem(problem_id) if ready is None else None
+            if ready is None and found is None:
+                ready = verdict_from_outcome(
+                    problem_id,
+                    sample_index,
+                    {"status": "error", "correct": False, "detail": "no problem with this id in problems.jsonl"},
+                    timeout_s,
+                )
+            queued.append((problem_id, sample_index, ready))
+            if ready is None:
+                yield (found.answer_type, response, found.answer, found.tests, code_budget(timeout_s))
+
+    outcomes = map_with_timeout(
+        check_response, work(), timeout_s, workers, initializer=prepare_worker, initargs=(code,)
+    )
     batch: list[Verdict] = []
-    for position, outcome in tqdm(
-        zip(positions, outcomes), total=len(work), desc="verify", unit="response", mininterval=1.0
-    ):
-        problem_id, sample_index, _ = items[position]
-        verdicts[position] = verdict = verdict_from_outcome(problem_id, sample_index, outcome, timeout_s)
-        batch.append(verdict)
-        if progress_path is not None and len(batch) >= 256:
-            append_jsonl(progress_path, batch, fsync=False)
-            batch = []
+    reused = 0
+    with tqdm(total=total, desc="verify", unit="response", mininterval=1.0) as bar:
+        while True:
+            outcome = next(outcomes, _END)
+            while queued and queued[0][2] is not None:
+                reused += 1
+                bar.update()
+                yield queued.popleft()[2]
+            if outcome is _END:
+                break
+            problem_id, sample_index, _ = queued.popleft()
+            verdict = verdict_from_outcome(problem_id, sample_index, outcome, timeout_s)
+            batch.append(verdict)
+            if progress_path is not None and len(batch) >= 256:
+                append_jsonl(progress_path, batch, fsync=False)
+                batch = []
+            bar.update()
+            yield verdict
     if progress_path is not None and batch:
         append_jsonl(progress_path, batch, fsync=False)
-    return verdicts  # type: ignore[return-value]
+    if done or reused:
+        log.info("verify: %d verdicts reused or decided without a check", reused)
 
 
 def _read_progress(progress_path: str | Path | None) -> dict[tuple[str, int], Verdict]:
@@ -168,140 +201,260 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def _lengths(traces: Sequence[Trace]) -> dict[str, Any]:
-    tokens = [trace.completion_tokens for trace in traces]
-    if not tokens:
-        return {"count": 0}
-    return {
-        "count": len(tokens),
-        "mean": round(statistics.fmean(tokens), 1),
-        "median": statistics.median(tokens),
-        "max": max(tokens),
-    }
+class LengthTally:
+    """Count, mean, median and max of completion tokens, kept as a histogram (bounded by the longest)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+
+    def add(self, tokens: int) -> None:
+        self.counts[tokens] += 1
+
+    def summary(self) -> dict[str, Any]:
+        count = sum(self.counts.values())
+        if not count:
+            return {"count": 0}
+        values = sorted(self.counts)
+
+        def at(position: int) -> int:
+            seen = 0
+            for value in values:
+                seen += self.counts[value]
+                if seen > position:
+                    return value
+            raise IndexError(position)
+
+        middle = at(count // 2) if count % 2 else (at(count // 2 - 1) + at(count // 2)) / 2
+        mean = sum(value * number for value, number in self.counts.items()) / count
+        return {"count": count, "mean": round(mean, 1), "median": middle, "max": values[-1]}
+
+
+class CurationTally:
+    """The curation report, accumulated one problem's traces at a time (memory: counters, not traces)."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter = Counter()
+        self.by_group: dict[str, Counter] = defaultdict(Counter)
+        self.problems = self.solved = self.truncated = self.kept = self.errors = 0
+        self.error_examples: list[str | None] = []
+        self.lengths = {"all": LengthTally(), "correct": LengthTally(), "kept": LengthTally()}
+
+    def add_problem(
+        self, pairs: Sequence[tuple[Trace, Verdict]], kept: Sequence[Trace], problem: Problem | None
+    ) -> None:
+        """One problem's traces with their verdicts, and those of them kept."""
+        self.problems += 1
+        self.solved += any(verdict.correct for _, verdict in pairs)
+        answer_type = problem.answer_type if problem else "unknown"
+        for trace, verdict in pairs:
+            self.statuses[verdict.status] += 1
+            for group in (f"source={trace.source}", f"difficulty={_difficulty(problem)}", f"answer_type={answer_type}"):
+                counts = self.by_group[group]
+                counts["samples"] += 1
+                counts["correct"] += int(verdict.correct)
+                counts["truncated"] += int(trace.truncated)
+                counts[f"status_{verdict.status}"] += 1
+            self.truncated += int(trace.truncated)
+            self.lengths["all"].add(trace.completion_tokens)
+            if verdict.correct:
+                self.lengths["correct"].add(trace.completion_tokens)
+            if verdict.status == "error":
+                self.errors += 1
+                if len(self.error_examples) < ERROR_EXAMPLES:
+                    self.error_examples.append(verdict.detail)
+        for trace in kept:
+            self.kept += 1
+            self.lengths["kept"].add(trace.completion_tokens)
+
+    def report(self) -> dict[str, Any]:
+        samples = sum(self.statuses.values())
+        report: dict[str, Any] = {
+            "verify/samples": samples,
+            "verify/statuses": dict(self.statuses),
+            "verify/acceptance_rate": _rate(self.statuses["correct"], samples),
+            "verify/timeout_rate": _rate(self.statuses["timeout"], samples),
+            "verify/unparsed_rate": _rate(self.statuses["unparsed"], samples),
+            "verify/error_rate": _rate(self.statuses["error"], samples),
+            "verify/kept": self.kept,
+            "verify/problems": self.problems,
+            "verify/problems_solved": self.solved,
+            "verify/truncated": self.truncated,
+            "verify/truncation_rate": _rate(self.truncated, samples),
+            "verify/lengths": {name: tally.summary() for name, tally in self.lengths.items()},
+            "verify/errors": self.errors,
+            "verify/error_examples": self.error_examples,
+            "verify/by_group": {},
+        }
+        for group, counts in sorted(self.by_group.items()):
+            count = counts["samples"]
+            summary = {
+                "samples": count,
+                "correct": counts["correct"],
+                "acceptance_rate": _rate(counts["correct"], count),
+            }
+            summary["truncation_rate"] = _rate(counts["truncated"], count)
+            for status in ("timeout", "unparsed", "error"):
+                summary[f"{status}_rate"] = _rate(counts[f"status_{status}"], count)
+            report["verify/by_group"][group] = summary
+        for group, summary in report["verify/by_group"].items():
+            if group.startswith("answer_type="):
+                kind = group.split("=", 1)[1]
+                for name in ("acceptance_rate", "timeout_rate", "error_rate", "unparsed_rate"):
+                    report[f"verify/{kind}/{name}"] = summary[name]
+        return report
 
 
 def curation_report(
     traces: Sequence[Trace],
     verdicts: dict[tuple[str, int], Verdict],
     kept: Sequence[Trace],
-    problems: dict[str, Problem],
+    problems: Mapping[str, Problem],
 ) -> dict[str, Any]:
     """Acceptance overall, per source, difficulty and answer type; statuses, truncation, lengths, errors."""
-    statuses = Counter(verdicts[trace.key].status for trace in traces)
-    by_group: dict[str, Counter] = defaultdict(Counter)
-    solved: set[str] = set()
+    tally = CurationTally()
+    kept_by_problem: dict[str, list[Trace]] = defaultdict(list)
+    for trace in kept:
+        kept_by_problem[trace.problem_id].append(trace)
+    by_problem: dict[str, list[tuple[Trace, Verdict]]] = defaultdict(list)
     for trace in traces:
-        verdict = verdicts[trace.key]
-        problem = problems.get(trace.problem_id)
-        answer_type = problem.answer_type if problem else "unknown"
-        for group in (f"source={trace.source}", f"difficulty={_difficulty(problem)}", f"answer_type={answer_type}"):
-            counts = by_group[group]
-            counts["samples"] += 1
-            counts["correct"] += int(verdict.correct)
-            counts["truncated"] += int(trace.truncated)
-            counts[f"status_{verdict.status}"] += 1
-        if verdict.correct:
-            solved.add(trace.problem_id)
-    errors = [verdicts[trace.key] for trace in traces if verdicts[trace.key].status == "error"]
-    correct_traces = [trace for trace in traces if verdicts[trace.key].correct]
-    report: dict[str, Any] = {
-        "verify/samples": len(traces),
-        "verify/statuses": dict(statuses),
-        "verify/acceptance_rate": _rate(statuses["correct"], len(traces)),
-        "verify/timeout_rate": _rate(statuses["timeout"], len(traces)),
-        "verify/unparsed_rate": _rate(statuses["unparsed"], len(traces)),
-        "verify/error_rate": _rate(statuses["error"], len(traces)),
-        "verify/kept": len(kept),
-        "verify/problems": len({trace.problem_id for trace in traces}),
-        "verify/problems_solved": len(solved),
-        "verify/truncated": sum(trace.truncated for trace in traces),
-        "verify/truncation_rate": _rate(sum(trace.truncated for trace in traces), len(traces)),
-        "verify/lengths": {"all": _lengths(traces), "correct": _lengths(correct_traces), "kept": _lengths(kept)},
-        "verify/errors": len(errors),
-        "verify/error_examples": [error.detail for error in errors[:ERROR_EXAMPLES]],
-        "verify/by_group": {},
-    }
-    for group, counts in sorted(by_group.items()):
-        samples = counts["samples"]
-        summary = {
-            "samples": samples,
-            "correct": counts["correct"],
-            "acceptance_rate": _rate(counts["correct"], samples),
-        }
-        summary["truncation_rate"] = _rate(counts["truncated"], samples)
-        for status in ("timeout", "unparsed", "error"):
-            summary[f"{status}_rate"] = _rate(counts[f"status_{status}"], samples)
-        report["verify/by_group"][group] = summary
-    for group, summary in report["verify/by_group"].items():
-        if group.startswith("answer_type="):
-            kind = group.split("=", 1)[1]
-            for name in ("acceptance_rate", "timeout_rate", "error_rate", "unparsed_rate"):
-                report[f"verify/{kind}/{name}"] = summary[name]
-    return report
+        by_problem[trace.problem_id].append((trace, verdicts[trace.key]))
+    for problem_id, pairs in by_problem.items():
+        tally.add_problem(pairs, kept_by_problem[problem_id], problems.get(problem_id))
+    return tally.report()
 
 
 # --- curation ----------------------------------------------------------------------------------
 
 
-def curation_filter(
-    traces: Sequence[Trace], problems: dict[str, Problem], config: Any, benchmarks_dir: str | None
-) -> tuple[TraceFilter, dict[str, Any]]:
-    """What never becomes training data (contaminated or near-duplicate problems, repeated traces,
-    lengths, truncation), and counts of each."""
-    from sky_distill.verify.decontam import build_index, contaminated_problems
-    from sky_distill.verify.dedup import exact_duplicate_traces, near_duplicate_problems
+class ProblemFile:
+    """The problems of `problems.jsonl` by id, read on demand: memory holds each id's byte offset
+    (and the last problem read), not the problems; a repeated id means its last line, as a dict would."""
 
-    texts = {problem_id: problem.problem for problem_id, problem in problems.items()}
-    summary: dict[str, Any] = {}
-    excluded: set[str] = set()
-    decontaminate = config.decontaminate
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offsets: dict[str, int] = {}
+        self.errors: list[RecordError] = []
+        self.answer_types: set[str] = set()
+        for offset, _, item in iter_jsonl_offsets(self.path, Problem):
+            if isinstance(item, RecordError):
+                self.errors.append(item)
+            else:
+                self.offsets[item.id] = offset
+                self.answer_types.add(item.answer_type)
+        self._last: Problem | None = None
+
+    def get(self, problem_id: str) -> Problem | None:
+        if self._last is not None and self._last.id == problem_id:
+            return self._last
+        offset = self.offsets.get(problem_id)
+        if offset is None:
+            return None
+        with open(self.path, "rb") as handle:
+            self._last = read_record_at(handle, offset, Problem)
+        return self._last
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """(id, statement) of every problem, streamed."""
+        for offset, _, item in iter_jsonl_offsets(self.path, Problem):
+            if not isinstance(item, RecordError) and self.offsets[item.id] == offset:
+                yield item.id, item.problem
+
+
+def problem_exclusions(
+    texts: Iterable[tuple[str, str]], config: Any, benchmarks_dir: str | None
+) -> tuple[dict[str, list[str]], set[str], dict[str, Any]]:
+    """Contaminated problems (id -> benchmarks), near-duplicate problems, and the filtering summary.
+
+    Streams the problems once; what it keeps is the contaminated ids and, for near-duplicate
+    search, one MinHash signature per problem (uint32 x num_perm), never the texts.
+    """
+    from sky_distill.verify.decontam import build_index
+    from sky_distill.verify.dedup import minhash_signature, signature_groups
+
+    decontaminate, dedup = config.decontaminate, config.dedup
+    index = None
     if decontaminate.benchmarks:
         index = build_index(decontaminate.benchmarks, benchmarks_dir, decontaminate.ngram, decontaminate.min_overlap)
-        found = contaminated_problems(texts, index)
-        excluded |= set(found)
+    found: dict[str, list[str]] = {}
+    signatures: dict[str, Any] = {}
+    for problem_id, text in texts:
+        hits = index.matches(text) if index is not None else set()
+        if hits:
+            found[problem_id] = sorted(hits)
+        elif dedup.near_problems:
+            signatures[problem_id] = minhash_signature(text, dedup.num_perm, dedup.shingle_words).astype("uint32")
+    summary: dict[str, Any] = {}
+    if index is not None:
         per_benchmark = Counter(name for names in found.values() for name in names)
-        traces_removed = Counter(name for trace in traces for name in found.get(trace.problem_id, ()))
         summary["decontamination"] = {
             "ngram": decontaminate.ngram,
             "min_overlap": decontaminate.min_overlap,
             "benchmarks": {name: index.sizes[name] for name in decontaminate.benchmarks},
             "problems_removed": len(found),
-            "traces_removed": sum(1 for trace in traces if trace.problem_id in found),
+            "traces_removed": 0,  # counted as the traces stream by
             "problems_removed_by_benchmark": {name: per_benchmark[name] for name in decontaminate.benchmarks},
-            "traces_removed_by_benchmark": {name: traces_removed[name] for name in decontaminate.benchmarks},
+            "traces_removed_by_benchmark": {name: 0 for name in decontaminate.benchmarks},
             "examples": sorted(found)[:ERROR_EXAMPLES],
         }
-    dedup = config.dedup
-    duplicates: set[tuple[str, int]] = set()
+    near: set[str] = set()
     if dedup.near_problems:
-        near = near_duplicate_problems(
-            {key: text for key, text in texts.items() if key not in excluded},
-            threshold=dedup.threshold,
-            num_perm=dedup.num_perm,
-            shingle_size=dedup.shingle_words,
-        )
-        excluded |= near
+        near = {key for group in signature_groups(signatures, dedup.threshold) for key in group[1:]}
         summary["near_duplicate_problems_removed"] = len(near)
     if dedup.exact:
-        duplicates = exact_duplicate_traces(traces)
-        summary["exact_duplicate_traces"] = len(duplicates)
-    trace_filter = TraceFilter(
-        drop_truncated=config.drop_truncated,
-        min_tokens=config.min_tokens,
-        max_tokens=config.max_tokens,
-        excluded_problems=frozenset(excluded),
-        excluded_traces=frozenset(duplicates),
-    )
-    return trace_filter, summary
+        summary["exact_duplicate_traces"] = 0  # counted per problem as the traces stream by
+    return found, near, summary
 
 
 def code_settings(sandbox: Any) -> CodeSettings:
     return CodeSettings(**sandbox.model_dump())
 
 
+def problem_groups(traces_path: Path, verdicts_path: Path, in_order: bool) -> Iterator[list[tuple[Trace, Verdict]]]:
+    """Each problem's (trace, verdict) pairs, problems by id, samples in file order.
+
+    The verdicts file holds one line per readable trace, in the same order. A trace file sorted by
+    problem id (what merge writes) is streamed; another is first indexed (key and two byte offsets
+    per trace) and read in sorted order.
+    """
+    traces = (item for _, _, item in iter_jsonl_offsets(traces_path, Trace) if not isinstance(item, RecordError))
+    verdicts = (item for _, _, item in iter_jsonl_offsets(verdicts_path, Verdict))
+    if in_order:
+        group: list[tuple[Trace, Verdict]] = []
+        for trace, verdict in zip(traces, verdicts, strict=True):
+            if group and group[0][0].problem_id != trace.problem_id:
+                yield group
+                group = []
+            group.append((trace, verdict))
+        if group:
+            yield group
+        return
+    trace_lines = (
+        (offset, item)
+        for offset, _, item in iter_jsonl_offsets(traces_path, Trace)
+        if not isinstance(item, RecordError)
+    )
+    verdict_lines = (offset for offset, _, _ in iter_jsonl_offsets(verdicts_path, Verdict))
+    index = sorted(
+        (trace.problem_id, position, trace_offset, verdict_offset)
+        for position, ((trace_offset, trace), verdict_offset) in enumerate(zip(trace_lines, verdict_lines, strict=True))
+    )
+    with open(traces_path, "rb") as trace_file, open(verdicts_path, "rb") as verdict_file:
+        group = []
+        for problem_id, _, trace_offset, verdict_offset in index:
+            if group and group[0][0].problem_id != problem_id:
+                yield group
+                group = []
+            group.append(
+                (read_record_at(trace_file, trace_offset, Trace), read_record_at(verdict_file, verdict_offset, Verdict))
+            )
+        if group:
+            yield group
+
+
 def run(cfg: Any) -> dict[str, Any]:
     from sky_distill.config import stage_config, to_container
     from sky_distill.runs import provenance
+    from sky_distill.verify.dedup import exact_duplicate_traces
 
     typed = stage_config(cfg, "verify")
     config, paths = typed["verify"], typed["paths"]
@@ -312,57 +465,93 @@ def run(cfg: Any) -> dict[str, Any]:
             f"no complete generation in {generate_dir}; run `sky-distill generate` (and merge shards) first"
         )
     started = time.monotonic()
-    traces, trace_errors = read_jsonl(generate_dir / "traces.jsonl", Trace)
-    problem_list, problem_errors = read_jsonl(generate_dir / "problems.jsonl", Problem)
-    for error in [*trace_errors, *problem_errors]:
-        log.warning("unreadable record: %s", error)
-    problems = {problem.id: problem for problem in problem_list}
+    traces_path = generate_dir / "traces.jsonl"
+    problems = ProblemFile(generate_dir / "problems.jsonl")
 
+    # Verification: the traces stream through the workers; verdicts stream to their file.
     code = code_settings(config.sandbox)
     sandbox = None
-    if any(problem.answer_type == "code" for problem in problems.values()):
+    if "code" in problems.answer_types:
         from sky_distill.verify.sandbox import require_containment
 
         sandbox = require_containment(code.backend, code.site_packages)  # fail closed before any code runs
     settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.__dict__}
     progress = _prepare_progress(stage_dir, settings)
-    verdict_list = verify_responses(
-        [(t.problem_id, t.sample_index, t.response) for t in traces],
-        problems,
-        config.timeout_s,
-        config.workers,
-        code,
-        progress,
-    )
-    verdicts = {(verdict.problem_id, verdict.sample_index): verdict for verdict in verdict_list}
+    trace_errors: list[RecordError] = []
+    order = {"previous": ("", -1), "sorted": True, "count": 0}
+
+    def items() -> Iterator[tuple[str, int, str]]:
+        for _, _, trace in iter_jsonl_offsets(traces_path, Trace):
+            if isinstance(trace, RecordError):
+                trace_errors.append(trace)
+                continue
+            order["sorted"] = order["sorted"] and trace.key >= order["previous"]
+            order["previous"] = trace.key
+            order["count"] += 1
+            yield trace.problem_id, trace.sample_index, trace.response
+
+    with JsonlWriter(stage_dir / "verdicts.jsonl") as verdict_file:
+        for verdict in iter_verdicts(items(), problems.get, config.timeout_s, config.workers, code, progress):
+            verdict_file.write(verdict)
+    for error in [*trace_errors, *problems.errors]:
+        log.warning("unreadable record: %s", error)
     verified_s = time.monotonic() - started
 
-    trace_filter, filtering = curation_filter(traces, problems, config, paths.benchmarks_dir)
-    candidates, dropped = filter_traces(traces, trace_filter)
-    kept = select_traces(candidates, verdicts, config.policy, config.k, drop_truncated=False)
-    unfiltered = select_traces(candidates, verdicts, "all", None, drop_truncated=False)
-
+    # Curation, one problem at a time: filters, the policy, the SFT files and the report.
+    contaminated, near, filtering = problem_exclusions(problems.texts(), config, paths.benchmarks_dir)
+    excluded = frozenset(contaminated) | frozenset(near)
+    tally = CurationTally()
+    dropped: Counter = Counter()
+    all_examples = 0
     run_name = Path(paths.run_dir).name
     sft = config.sft
+    groups = problem_groups(traces_path, stage_dir / "verdicts.jsonl", bool(order["sorted"]))
+    with (
+        JsonlWriter(stage_dir / "sft" / "verified.jsonl") as verified,
+        JsonlWriter(stage_dir / "sft" / "all.jsonl") as every,
+    ):
+        for pairs in groups:
+            traces = [trace for trace, _ in pairs]
+            verdicts = {trace.key: verdict for trace, verdict in pairs}
+            problem_id = traces[0].problem_id
+            if problem_id in contaminated:
+                decontamination = filtering["decontamination"]
+                decontamination["traces_removed"] += len(traces)
+                for name in contaminated[problem_id]:
+                    decontamination["traces_removed_by_benchmark"][name] += len(traces)
+            duplicates = exact_duplicate_traces(traces) if config.dedup.exact else set()
+            if config.dedup.exact:
+                filtering["exact_duplicate_traces"] += len(duplicates)
+            trace_filter = TraceFilter(
+                drop_truncated=config.drop_truncated,
+                min_tokens=config.min_tokens,
+                max_tokens=config.max_tokens,
+                excluded_problems=excluded,
+                excluded_traces=frozenset(duplicates),
+            )
+            candidates, dropped_here = filter_traces(traces, trace_filter)
+            dropped += dropped_here
+            kept = select_traces(candidates, verdicts, config.policy, config.k, drop_truncated=False)
+            unfiltered = select_traces(candidates, verdicts, "all", None, drop_truncated=False)
+            for trace in kept:
+                verified.write(to_sft_example(trace, verdicts[trace.key], sft.format, sft.system_prompt, run_name))
+            for trace in unfiltered:
+                every.write(to_sft_example(trace, verdicts[trace.key], sft.format, sft.system_prompt, run_name))
+            all_examples += len(unfiltered)
+            tally.add_problem(pairs, kept, problems.get(problem_id))
 
-    def examples(selected: Sequence[Trace]):
-        return (to_sft_example(t, verdicts[t.key], sft.format, sft.system_prompt, run_name) for t in selected)
-
-    write_jsonl(stage_dir / "verdicts.jsonl", verdict_list)
-    write_jsonl(stage_dir / "sft" / "verified.jsonl", examples(kept))
-    write_jsonl(stage_dir / "sft" / "all.jsonl", examples(unfiltered))
     report = {
-        **curation_report(traces, verdicts, kept, problems),
-        "verify/all_examples": len(unfiltered),
+        **tally.report(),
+        "verify/all_examples": all_examples,
         "verify/dropped": dict(dropped),
         "verify/filtering": filtering,
-        "verify/unreadable_records": [str(error) for error in [*trace_errors, *problem_errors]],
+        "verify/unreadable_records": [str(error) for error in [*trace_errors, *problems.errors]],
         "verify/seconds": round(time.monotonic() - started, 2),
-        "verify/responses_per_s": round(len(traces) / verified_s, 2) if verified_s > 0 else None,
+        "verify/responses_per_s": round(order["count"] / verified_s, 2) if verified_s > 0 else None,
         "verifier_version": VERIFIER_VERSION,
         "policy": config.model_dump(),
         "inputs": {
-            "traces": fingerprint_files([generate_dir / "traces.jsonl"]),
+            "traces": fingerprint_files([traces_path]),
             "problems": fingerprint_files([generate_dir / "problems.jsonl"]),
         },
         "provenance": provenance("verify", to_container(cfg)),
