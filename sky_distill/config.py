@@ -398,7 +398,9 @@ class TrainConfig(ConfigModel):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     attn_implementation: Literal["auto", "eager", "sdpa", "sdpa_varlen", "flash_attention_2"] = "auto"
     liger_kernel: bool = False
-    fused_loss: bool = True  # losses from hidden states in chunks, never [tokens x vocab] logits (train/fused_loss.py)
+    # losses from hidden states in chunks, never [tokens x vocab] logits (train/fused_loss.py); auto: for
+    # vocabularies of FUSED_LOSS_MIN_VOCAB tokens or more, where logits dominate memory
+    fused_loss: bool | Literal["auto"] = "auto"
     peak_tflops: float | None = Field(default=None, gt=0)  # per device, for MFU; null: known GPUs only
     num_procs: int = Field(default=1, ge=1)
     num_nodes: int = Field(default=1, ge=1)

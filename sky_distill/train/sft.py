@@ -33,7 +33,7 @@ from sky_distill.train.job import (
     uses_optimizer_offload,
     zero_stage,
 )
-from sky_distill.train.losses import build_loss
+from sky_distill.train.losses import build_loss, use_fused_loss
 from sky_distill.train.preemption import PREEMPTED_FILE, StopRequest
 from sky_distill.train.schedule import plan_batches
 from sky_distill.train.templates import apply_chat_template_choice, end_of_turn_ids
@@ -172,12 +172,13 @@ def run(job: TrainJob) -> dict[str, Any]:
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
     )
+    fused = use_fused_loss(train.fused_loss, engine.module.config.vocab_size)
     if distill:
         from sky_distill.train.distill import DistillLoss
 
-        loss_fn = DistillLoss(distill, teacher, train.fused_loss)
+        loss_fn = DistillLoss(distill, teacher, fused)
     else:
-        loss_fn = build_loss(train.loss, train.fused_loss)
+        loss_fn = build_loss(train.loss, fused)
     padding_free = train.packing and attention in ("flash_attention_2", "sdpa_varlen")  # one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"

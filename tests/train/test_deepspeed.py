@@ -257,9 +257,12 @@ def test_sky_distill_train_stops_on_signals_with_85_and_resumes(reference, tiny_
 @pytest.mark.parametrize("deepspeed", ["zero1", "zero2_offload", "zero3_offload"])
 def test_every_deepspeed_config_trains_the_same_curve(deepspeed, reference, tiny_model_dir, sft_file, tmp_path):
     """Offload steps the optimizer with DeepSpeedCPUAdam (a C++ op built on first use);
-    ZeRO-3 offload also runs with gradient checkpointing and eager attention."""
+    ZeRO-3 offload also runs with gradient checkpointing, eager attention and the fused loss
+    (lm_head gathered from its partitions), against the reference's full-logit loss."""
     extra = (
-        ["train.gradient_checkpointing=true", "train.attn_implementation=eager"] if deepspeed == "zero3_offload" else []
+        ["train.gradient_checkpointing=true", "train.attn_implementation=eager", "train.fused_loss=true"]
+        if deepspeed == "zero3_offload"
+        else []
     )
     job = make_job(tiny_model_dir, sft_file, tmp_path / "out", deepspeed, extra=extra)
     launch(job)

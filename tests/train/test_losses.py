@@ -164,3 +164,11 @@ def test_liger_kernels_keep_the_loss(tiny_model_dir, byte_tokenizer):
     torch.testing.assert_close(
         CrossEntropyLoss()(patched, batch).total, CrossEntropyLoss()(plain, batch).total, rtol=1e-3, atol=0
     )
+
+
+def test_the_fused_loss_is_automatic_only_for_large_vocabularies():
+    from sky_distill.train.losses import FUSED_LOSS_MIN_VOCAB, use_fused_loss
+
+    assert use_fused_loss("auto", 152_064) and use_fused_loss("auto", FUSED_LOSS_MIN_VOCAB)
+    assert not use_fused_loss("auto", 261)
+    assert use_fused_loss(True, 261) and not use_fused_loss(False, 152_064)
