@@ -94,6 +94,10 @@ class VLLMEngine:
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.cpu_kv_cache_gb))
+            # On close, vLLM waits this long for its CPU worker to exit, and the worker spins the
+            # whole time (5 s by default, then it is killed anyway): measured 5.4 s and 13 CPU-s
+            # per engine with the default, 1.5 s with 1, the same samples either way.
+            os.environ.setdefault("VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS", "1")
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # its INFO goes to our handlers (the log file)
         from vllm import LLM
 
