@@ -110,10 +110,11 @@ def test_serve_sbatch_starts_ray_then_the_server_writes_its_url_and_stops_after_
     assert process.returncode == 0, output
     assert "generation is complete" in output
     calls = (tmp_path / "calls").read_text().splitlines()
-    # the head and the workers start in the background together: either may log first
-    ray_starts = sorted(calls[:2], key=lambda call: "--head" not in call)
-    assert ray_starts[0].startswith("srun --overlap --nodes=1 --ntasks=1 -w n1 ray start --head --port=6379")
-    assert ray_starts[1].startswith("srun --overlap --nodes=1 --ntasks=1 --exclude=n1 ray start --address=n1:6379")
-    server = shlex.split(calls[2])
+    # the head, the workers and the server start in the background: their calls may log in any order
+    head, workers, serving = ([call for call in calls if marker in call] for marker in ("--head", "--address", "RAY_ADDRESS"))
+    assert len(calls) >= 3 and len(head) == len(workers) == len(serving) == 1, calls
+    assert head[0].startswith("srun --overlap --nodes=1 --ntasks=1 -w n1 ray start --head --port=6379")
+    assert workers[0].startswith("srun --overlap --nodes=1 --ntasks=1 --exclude=n1 ray start --address=n1:6379")
+    server = shlex.split(serving[0])
     assert server[:8] == ["srun", "--overlap", "--nodes=1", "--ntasks=1", "-w", "n1", "env", "RAY_ADDRESS=n1:6379"]
     assert server[8:] == server_command(teacher)
