@@ -50,6 +50,8 @@ def varlen_keys(position_ids: torch.Tensor) -> dict[str, Any]:
 
 def _per_sequence(query, key, value, bounds: list[int], scaling: float | None) -> torch.Tensor:
     """[T, H, D] attention of each causal sequence alone, by SDPA per sequence (no mask)."""
+    if bounds[0] != 0 or bounds[-1] != query.shape[0]:
+        raise ValueError(f"sequence bounds {bounds[0]}..{bounds[-1]} do not cover the {query.shape[0]} positions")
     out = torch.empty_like(query)
     for start, end in zip(bounds[:-1], bounds[1:]):
         q, k, v = (tensor[start:end].transpose(0, 1)[None] for tensor in (query, key, value))
@@ -86,14 +88,23 @@ def varlen_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: [B, H, L, D] in, [B, L, H, D] out."""
     cu, longest = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
-    if cu is None and attention_mask is None and kwargs.get("position_ids") is not None and query.shape[2] > 1:
-        keys = varlen_keys(kwargs["position_ids"])  # not precomputed: correct, at one host sync per layer
+    position_ids = kwargs.get("position_ids")
+    batch, heads, length, dim = query.shape
+    # Position ids describe packed rows only when there is one per token: transformers passes a
+    # broadcast [1, L] arange for plain unpadded rows, which would cover the first row alone.
+    if (
+        cu is None
+        and attention_mask is None
+        and position_ids is not None
+        and length > 1
+        and position_ids.numel() == batch * length
+    ):
+        keys = varlen_keys(position_ids)  # not precomputed: correct, at one host sync per layer
         cu, longest = keys["cu_seq_lens_q"], keys["max_length_q"]
     if cu is None or attention_mask is not None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
-    batch, heads, length, dim = query.shape
     q, k, v = (tensor.transpose(1, 2).reshape(batch * length, tensor.shape[1], dim) for tensor in (query, key, value))
     if q.is_cuda and torch_varlen_attn() is not None:
         out = _flash_varlen(q, k, v, cu, longest, scaling)

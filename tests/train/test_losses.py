@@ -172,3 +172,16 @@ def test_the_fused_loss_is_automatic_only_for_large_vocabularies():
     assert use_fused_loss("auto", 152_064) and use_fused_loss("auto", FUSED_LOSS_MIN_VOCAB)
     assert not use_fused_loss("auto", 261)
     assert use_fused_loss(True, 261) and not use_fused_loss(False, 152_064)
+
+
+def test_varlen_attention_on_unpadded_unpacked_rows_equals_sdpa(tiny_model_dir, tokenizers):
+    """Rows of one length and no padding: transformers drops the mask and passes a broadcast
+    [1, L] position arange. sdpa_varlen once read that as one sequence, attended the first row
+    only and left the others' outputs uninitialised (losses changed from run to run)."""
+    example = fixture_examples(tokenizers["chatml"])[0]
+    batch = collate_padded([example] * 4, tokenizers["chatml"].pad_token_id)
+    losses = {}
+    for attention in ("sdpa", "sdpa_varlen"):
+        with torch.no_grad():
+            losses[attention] = CrossEntropyLoss()(load(tiny_model_dir, attention), batch).total
+    torch.testing.assert_close(losses["sdpa_varlen"], losses["sdpa"], rtol=1e-5, atol=1e-5)
