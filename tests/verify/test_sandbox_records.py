@@ -25,7 +25,8 @@ def test_a_named_unsafe_backend_is_recorded_in_the_summary_and_the_table(tmp_pat
             )
     path = tmp_path / "code.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    result = score_responses_file(tmp_path, path, "unsafe", ["verify.sandbox.backend=unsafe_process"], ["humaneval"])
+    extra = ["verify.sandbox.backend=unsafe_process", "eval.responses.allow_missing=true"]  # 3 of its problems
+    result = score_responses_file(tmp_path, path, "unsafe", extra, ["humaneval"])
     assert result["unsafe"]["humaneval"]["avg@n"] == 1.0  # named: it runs
     (summary_path,) = tmp_path.rglob("humaneval/summary.json")
     summary = json.loads(summary_path.read_text())
