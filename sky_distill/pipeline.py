@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +291,7 @@ def run(cfg: Any) -> dict[str, Any]:
 
     for lanes in plan_lanes(plan_steps(plain, run_dir)):
         side_by_side = parallel > 1 and len(lanes) > 1
-        run_lanes(lanes, lambda step, slot, together=side_by_side: execute(step, slot, together), parallel)
+        run_lanes(lanes, partial(execute, side_by_side=side_by_side), parallel)
     timings["total"] = round(time.perf_counter() - started, 1)
     result: dict[str, Any] = {"timings_s": timings}
     table_file = run_dir / "tables" / "results.md"
