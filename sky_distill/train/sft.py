@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import warnings
 from array import array
 from pathlib import Path
@@ -19,13 +18,14 @@ from typing import Any
 
 import torch
 
+from sky_distill.config import TrainConfig
 from sky_distill.errors import SkyDistillError
 from sky_distill.records import repair_torn_tail
 from sky_distill.runs import mark_complete, write_json_atomic
 from sky_distill.train import checkpoint
-from sky_distill.train.data import PackedRow, collate_rows, padding_fraction
+from sky_distill.train.data import PackedRow
 from sky_distill.train.dataset import DataReport, load_sft_examples
-from sky_distill.train.distributed import DistInfo, all_reduce_sums, barrier, init_distributed
+from sky_distill.train.distributed import DistInfo, barrier, init_distributed
 from sky_distill.train.job import (
     TrainJob,
     render_deepspeed_config,
@@ -33,11 +33,12 @@ from sky_distill.train.job import (
     uses_optimizer_offload,
     zero_stage,
 )
-from sky_distill.train.losses import build_loss, use_fused_loss
+from sky_distill.train.losses import use_fused_loss
 from sky_distill.train.preemption import PREEMPTED_FILE, StopRequest
-from sky_distill.train.schedule import plan_batches
+from sky_distill.train.schedule import TrainingSchedule, plan_batches
+from sky_distill.train.step import build_step_loss, micro_batches, train_step
 from sky_distill.train.templates import apply_chat_template_choice, end_of_turn_ids
-from sky_distill.train.throughput import ThroughputSummary, memory_stats, mfu, peak_tflops, step_flops
+from sky_distill.train.throughput import ThroughputSummary, ThroughputWindow, peak_tflops
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,34 @@ def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
     return topk
 
 
+def load_examples(job: TrainJob, tokenizer: Any) -> tuple[list, DataReport, set[int]]:
+    """The encoded SFT records, with stored teacher rows for offline distillation."""
+    teacher_topk = load_teacher_signal(job, tokenizer) if job.train.loss == "distill" else None
+    return prepare_data(job, tokenizer, teacher_topk)
+
+
+def log_data_plan(report: DataReport, num_examples: int, batches: TrainingSchedule, train: TrainConfig) -> None:
+    plan = batches.plan
+    log.info("data: %s", report.summary_line())
+    log.info(
+        "%d examples in %d rows (%s), %d steps; global batch %d %s = %d rows = micro %d x accumulation %d x world %d",
+        num_examples,
+        len(batches.rows),
+        "packed" if train.packing else "one example per row",
+        batches.num_steps,
+        train.global_batch_size,
+        train.batch_unit,
+        plan.global_batch_size,
+        plan.micro_batch_size,
+        plan.gradient_accumulation_steps,
+        plan.world_size,
+    )
+    for error in report.errors:
+        log.warning("rejected training record: %s", error)
+    for cut in report.truncated:
+        log.warning("truncated training record: %s", cut)
+
+
 def run(job: TrainJob) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
@@ -120,29 +149,11 @@ def run(job: TrainJob) -> dict[str, Any]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     distill = train.distill if train.loss == "distill" else None
-    teacher_topk = load_teacher_signal(job, tokenizer) if distill else None
-    examples, report, learned_stops = prepare_data(job, tokenizer, teacher_topk)
+    examples, report, learned_stops = load_examples(job, tokenizer)
     batches = plan_batches(examples, train, dist.world_size)  # train.batch_unit: rows or examples per step
     rows, plan, schedule, num_steps = batches.rows, batches.plan, batches.schedule, batches.num_steps
     row_target_tokens = [row.num_target_tokens for row in rows]
-    log.info("data: %s", report.summary_line())
-    log.info(
-        "%d examples in %d rows (%s), %d steps; global batch %d %s = %d rows = micro %d x accumulation %d x world %d",
-        len(examples),
-        len(rows),
-        "packed" if train.packing else "one example per row",
-        num_steps,
-        train.global_batch_size,
-        train.batch_unit,
-        plan.global_batch_size,
-        plan.micro_batch_size,
-        plan.gradient_accumulation_steps,
-        plan.world_size,
-    )
-    for error in report.errors:
-        log.warning("rejected training record: %s", error)
-    for cut in report.truncated:
-        log.warning("truncated training record: %s", cut)
+    log_data_plan(report, len(examples), batches, train)
 
     # Model and engine.
     import deepspeed
@@ -172,13 +183,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=make_scheduler, config=ds_config
     )
-    fused = use_fused_loss(train.fused_loss, engine.module.config.vocab_size)
-    if distill:
-        from sky_distill.train.distill import DistillLoss
-
-        loss_fn = DistillLoss(distill, teacher, fused)
-    else:
-        loss_fn = build_loss(train.loss, fused)
+    loss_fn = build_step_loss(train, use_fused_loss(train.fused_loss, engine.module.config.vocab_size), teacher)
     padding_free = train.packing and attention in ("flash_attention_2", "sdpa_varlen")  # one row per micro batch
 
     checkpoint_dir = output_dir / "checkpoints"
@@ -200,6 +205,7 @@ def run(job: TrainJob) -> dict[str, Any]:
     from tqdm import tqdm
 
     config = engine.module.config
+    flop_model = (num_flop_params, config.num_hidden_layers, config.hidden_size)
     peak = peak_tflops(train.peak_tflops)
     engine.train()
     if dist.device.type == "cpu":
@@ -211,66 +217,37 @@ def run(job: TrainJob) -> dict[str, Any]:
         initial=start_step,
         total=num_steps,
     )
-    window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
+    window, throughput = ThroughputWindow(), ThroughputSummary()
     last_loss = float("nan")
-    throughput = ThroughputSummary()
     preempted_at = None
     completed = start_step
     for step in progress:
-        rows_of_step = schedule.step_rows(step)
-        step_target_tokens = sum(row_target_tokens[index] for index in rows_of_step)
-        local = {"loss": 0.0, "tokens": 0, "computed": 0, "flops": 0.0}
-        parts: dict[str, float] = {}
-        for micro_rows in schedule.micro_batches(step, dist.rank):
-            batch_rows = [rows[index] for index in micro_rows]
-            batch = collate_rows(batch_rows, tokenizer.pad_token_id, train.packing, padding_free)
-            lengths = [len(example) for row in batch_rows for example in row.examples]
-            local["tokens"] += sum(lengths)
-            local["computed"] += int(batch["input_ids"].numel())
-            local["flops"] += step_flops(num_flop_params, config.num_hidden_layers, config.hidden_size, lengths)
-            batch = {key: value.to(dist.device) for key, value in batch.items()}
-            sums = loss_fn(engine, batch)
-            # DeepSpeed averages gradients over ranks: scale so the result is sum / global targets.
-            engine.backward(sums.total * plan.world_size / step_target_tokens, scale_wrt_gas=False)
-            engine.step()
-            local["loss"] += float(sums.total.detach())
-            for name, value in sums.parts.items():
-                parts[name] = parts.get(name, 0.0) + float(value)
-        part_names = sorted(parts)
-        loss_sum, tokens, computed, flops, stops, *part_sums = all_reduce_sums(
-            [local["loss"], local["tokens"], local["computed"], local["flops"], float(stop.requested())]
-            + [parts[name] for name in part_names],
-            dist.device,
+        step_target_tokens = sum(row_target_tokens[index] for index in schedule.step_rows(step))
+        groups = schedule.micro_batches(step, dist.rank)
+        micro = micro_batches(rows, groups, tokenizer.pad_token_id, train.packing, padding_free, dist.device, loss_fn)
+        sums = train_step(
+            engine, loss_fn, micro, step_target_tokens, plan.world_size, flop_model, stop.requested(), dist.device
         )
-        last_loss = loss_sum / step_target_tokens
+        last_loss = sums.loss / step_target_tokens
         completed = step + 1
-        window["tokens"] += tokens
-        window["computed"] += computed
-        window["flops"] += flops
-        if tracker and (completed % train.log_every == 0 or completed == num_steps or stops):
-            elapsed = max(time.perf_counter() - window["start"], 1e-9)
+        window.add(sums.tokens, sums.computed, sums.flops)
+        if tracker and (completed % train.log_every == 0 or completed == num_steps or sums.stop_requested):
             grad_norm = engine.get_global_grad_norm()
-            memory = memory_stats(dist.device)
-            throughput.add(window["tokens"], window["flops"], elapsed, memory)
+            speed = window.close(dist.device, dist.world_size, peak, throughput)
             tracker.log(
                 {
                     "train/loss": last_loss,
-                    **{f"train/loss/{name}": value / step_target_tokens for name, value in zip(part_names, part_sums)},
+                    **{f"train/loss/{name}": value / step_target_tokens for name, value in sums.parts.items()},
                     "train/lr": scheduler.get_last_lr()[0],
                     "train/grad_norm": float(grad_norm) if grad_norm is not None else None,
                     "train/epoch": schedule.epoch(completed),
-                    "train/tokens": window["tokens"],  # response and prompt tokens since the last log line
-                    "train/tokens_per_s": window["tokens"] / elapsed,
-                    "train/padding_fraction": padding_fraction([window["tokens"]], [window["computed"]]),
-                    "train/mfu": mfu(window["flops"], elapsed, dist.world_size, peak),
                     "train/target_tokens": step_target_tokens,
-                    **memory,
+                    **speed,
                 },
                 step=completed,
             )
             progress.set_postfix(loss=f"{last_loss:.4f}")
-            window = {"tokens": 0.0, "computed": 0.0, "flops": 0.0, "start": time.perf_counter()}
-        if stops and completed < num_steps:
+        if sums.stop_requested and completed < num_steps:
             preempted_at = completed
             break
         if train.save_every and completed % train.save_every == 0 and completed < num_steps:

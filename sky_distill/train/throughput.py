@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import resource
 import sys
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -87,3 +88,32 @@ class ThroughputSummary:
             "train/mfu": mfu(self.flops, seconds, world_size, peak),
             **(self.peaks or {}),
         }
+
+
+@dataclass
+class ThroughputWindow:
+    """Tokens, computed positions and FLOPs since the last log line, and the time it started."""
+
+    tokens: float = 0.0
+    computed: float = 0.0
+    flops: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, tokens: float, computed: float, flops: float) -> None:
+        self.tokens, self.computed, self.flops = self.tokens + tokens, self.computed + computed, self.flops + flops
+
+    def close(self, device: torch.device, world_size: int, peak: float | None, run: ThroughputSummary) -> dict:
+        """The window's `train/` speed and memory metrics (also added to `run`); then start a new window."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        memory = memory_stats(device)
+        run.add(self.tokens, self.flops, elapsed, memory)
+        metrics = {
+            "train/tokens": self.tokens,  # response and prompt tokens since the last log line
+            "train/tokens_per_s": self.tokens / elapsed,
+            "train/padding_fraction": 0.0 if not self.computed else 1.0 - self.tokens / self.computed,
+            "train/mfu": mfu(self.flops, elapsed, world_size, peak),
+            **memory,
+        }
+        self.tokens = self.computed = self.flops = 0.0
+        self.start = time.perf_counter()
+        return metrics
