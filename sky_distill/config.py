@@ -370,6 +370,38 @@ class DistillConfig(ConfigModel):
         return self
 
 
+class OnPolicyConfig(ConfigModel):
+    """On-policy distillation (train.loss=on_policy): rounds of student sampling, teacher scoring
+    and a DeepSpeed update on the student's own samples (sky_distill.train.on_policy)."""
+
+    rounds: int = Field(default=2, ge=1)
+    prompts_per_round: int = Field(default=128, gt=0)  # training prompts, a new slice each round
+    samples_per_prompt: int = Field(default=4, gt=0)
+    steps_per_round: int = Field(default=50, gt=0)  # optimizer steps on each round's samples
+    staleness: int = Field(default=0, ge=0)  # round r samples with the student of round r - staleness
+    temperature: float = Field(default=1.0, ge=0)
+    max_tokens: int = Field(default=160, gt=0)
+    reverse_kl_weight: float = Field(default=1.0, ge=0)  # per-token reverse KL: the dense advantage
+    kd_weight: float = Field(default=0.0, ge=0)  # divergence on the teacher's stored top-k (kd_kind)
+    kd_kind: Literal["forward_kl", "reverse_kl", "jsd", "tv"] = "jsd"
+    beta: float = Field(default=0.5, ge=0, le=1)  # jsd only
+    top_k: int = Field(default=0, ge=0)  # teacher top-k rows stored per student token (kd_weight > 0)
+    ce_weight: float = Field(default=0.0, ge=0)  # CE on the student's samples the verifier accepts
+    verifier: Literal["off", "filter", "reward"] = "off"  # drop rejected samples, or reward correct ones
+    reward_weight: float = Field(default=1.0, ge=0)  # verifier=reward: added to a correct sample's advantage
+    teacher_path: str | None = None  # the teacher that scores the student's tokens (a forward pass)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OnPolicyConfig:
+        if self.reverse_kl_weight == 0 and self.kd_weight == 0 and self.ce_weight == 0:
+            raise ValueError("reverse_kl_weight, kd_weight and ce_weight are all 0: nothing to learn")
+        if self.kd_weight > 0 and self.top_k == 0:
+            raise ValueError("kd_weight > 0 needs top_k > 0 (the teacher's top-k rows to compare with)")
+        if self.ce_weight > 0 and self.verifier == "off":
+            raise ValueError("ce_weight > 0 trains on verified samples: set verifier to filter or reward")
+        return self
+
+
 class TrainConfig(ConfigModel):
     name: str = Field(min_length=1)
     data: Literal["verified", "all"] = "verified"
@@ -392,8 +424,9 @@ class TrainConfig(ConfigModel):
     packing: bool = True
     group_by_length: bool = False
     chat_template: Literal["auto", "chatml", "llama3"] = "auto"  # auto: the tokenizer's own
-    loss: Literal["ce", "distill"] = "ce"  # distill: train.distill's mix of CE, KD and feature losses
+    loss: Literal["ce", "distill", "on_policy"] = "ce"  # distill: train.distill's mix; on_policy: rounds
     distill: DistillConfig = DistillConfig()
+    on_policy: OnPolicyConfig = OnPolicyConfig()
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     attn_implementation: Literal["auto", "eager", "sdpa", "sdpa_varlen", "flash_attention_2"] = "auto"

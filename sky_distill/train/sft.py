@@ -101,7 +101,13 @@ def load_teacher_signal(job: TrainJob, tokenizer: Any) -> dict | None:
 
 
 def load_examples(job: TrainJob, tokenizer: Any) -> tuple[list, DataReport, set[int]]:
-    """The encoded SFT records, with stored teacher rows for offline distillation."""
+    """The encoded SFT records (with stored teacher rows for offline distillation), or the scored
+    samples of an on-policy round (`on_policy_data.py`)."""
+    if job.train.loss == "on_policy":
+        from sky_distill.train.on_policy_data import load_scored_examples
+
+        train = job.train
+        return load_scored_examples(job.data_files, tokenizer, train.max_seq_len, train.on_policy.verifier)
     teacher_topk = load_teacher_signal(job, tokenizer) if job.train.loss == "distill" else None
     return prepare_data(job, tokenizer, teacher_topk)
 

@@ -21,11 +21,15 @@ from sky_distill.train.throughput import step_flops
 
 
 def build_step_loss(train: TrainConfig, fused: bool, teacher: Any | None = None) -> TokenLoss:
-    """The `TokenLoss` that `train.loss` names: CE or the distillation mix."""
+    """The `TokenLoss` that `train.loss` names: CE, the distillation mix, or the on-policy loss."""
     if train.loss == "distill":
         from sky_distill.train.distill import DistillLoss
 
         return DistillLoss(train.distill, teacher, fused)
+    if train.loss == "on_policy":
+        from sky_distill.train.opd_loss import OnPolicyLoss
+
+        return OnPolicyLoss(train.on_policy, fused)
     return build_loss(train.loss, fused)
 
 
