@@ -390,6 +390,7 @@ class OnPolicyConfig(ConfigModel):
     verifier: Literal["off", "filter", "reward"] = "off"  # drop rejected samples, or reward correct ones
     reward_weight: float = Field(default=1.0, ge=0)  # verifier=reward: added to a correct sample's advantage
     teacher_path: str | None = None  # the teacher that scores the student's tokens (a forward pass)
+    start_from: str | None = None  # a student trained in this run (<run_dir>/train/<name>/final); null: train.init
 
     @model_validator(mode="after")
     def _consistent(self) -> OnPolicyConfig:
@@ -592,7 +593,14 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "generate": {"teacher": ModelConfig, "task": TaskConfig, "generate": GenerateConfig, "paths": PathsConfig},
     "merge": {"generate": GenerateConfig, "paths": PathsConfig},
     "verify": {"verify": VerifyConfig, "paths": PathsConfig},
-    "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
+    "train": {
+        "train": TrainConfig,
+        "paths": PathsConfig,
+        "logger": LoggerConfig,
+        "student": ModelConfig,  # on-policy rounds: how the student is prompted and sampled
+        "task": TaskConfig,  # ... on which problems
+        "verify": VerifyConfig,  # ... and checked
+    },
     "eval": {
         "eval": EvalConfig,
         "verify": VerifyConfig,  # verify.sandbox: how code answers run

@@ -1,6 +1,7 @@
 """`sky-distill train`: fine-tune the student on this run's curated traces with DeepSpeed.
 
-Input: `<run_dir>/verify/sft/{verified,all}.jsonl` (train.data picks). Output:
+Input: `<run_dir>/verify/sft/{verified,all}.jsonl` (train.data picks); with train.loss=on_policy the
+student's own samples, round by round (train/on_policy.py), and no verify stage input. Output:
 `<run_dir>/train/<train.name>/` with checkpoints, metrics.jsonl, `final/` (a Hugging Face
 model with tokenizer and provenance.json) and COMPLETE.json.
 """
@@ -27,6 +28,8 @@ def train_output_dir(run_dir: str | Path, name: str) -> Path:
 def run(cfg: Any) -> dict[str, Any]:
     typed = stage_config(cfg, "train")
     train, paths, logger = typed["train"], typed["paths"], typed["logger"]
+    if train.loss == "on_policy":
+        return run_on_policy(cfg, typed)
     verify_dir = Path(paths.run_dir) / "verify"
     check_model_reference(
         train.init, "train.init", "set train.init, or run `sky-distill bootstrap` for the tiny models"
@@ -57,3 +60,36 @@ def run(cfg: Any) -> dict[str, Any]:
     )
     launch(job)
     return completion(output_dir) or {}
+
+
+def run_on_policy(cfg: Any, typed: dict[str, Any]) -> dict[str, Any]:
+    """train.loss=on_policy: rounds of student samples, teacher scores and updates (train/on_policy.py)."""
+    from sky_distill.train.on_policy import OnPolicyRun, run_rounds
+
+    train, paths = typed["train"], typed["paths"]
+    if train.on_policy.start_from:  # e.g. sft_verified, trained earlier in this run's chain
+        start = train_output_dir(paths.run_dir, train.on_policy.start_from)
+        if completion(start) is None:
+            raise MissingInputError(
+                f"train.on_policy.start_from={train.on_policy.start_from}: no complete student in {start}; train it first"
+            )
+        train = train.model_copy(update={"init": str(start / "final")})
+    check_model_reference(
+        train.init, "train.init", "set train.init, or run `sky-distill bootstrap` for the tiny models"
+    )
+    output_dir = train_output_dir(paths.run_dir, train.name)
+    if completion(output_dir) is not None:
+        return completion(output_dir) or {}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    container = to_container(cfg)
+    run = OnPolicyRun(
+        train=train,
+        student=typed["student"],
+        task=typed["task"],
+        verify=typed["verify"],
+        zero=container["deepspeed"]["zero_optimization"],
+        logger=typed["logger"],
+        output_dir=output_dir,
+        provenance=provenance("train", container, {"init": train.init, "teacher": train.on_policy.teacher_path}),
+    )
+    return run_rounds(run)
