@@ -130,6 +130,8 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
         elif step.stage == "train":
             name = step.label.rsplit("train ", 1)[-1]
             after = upstream(chain, "verify", "merge", "generate", "bootstrap")
+            start = [o.split("=", 1)[1] for o in step.overrides if o.startswith("train.on_policy.start_from=")]
+            after += [f"{prefix}train-{s}" for s in start if f"{prefix}train-{s}" in latest.get((chain, "train"), [])]
             add(Job(f"{prefix}train-{name}", "train", own, after), chain)
         elif step.stage == "eval":
             for model, model_step in eval_steps(plain, run_dir, chain):

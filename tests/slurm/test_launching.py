@@ -104,6 +104,9 @@ def test_an_experiment_over_seeds_is_one_chain_per_seed(tmp_path):
         assert by_label[chain + "verify"].after == [chain + "merge"]
         assert by_label[chain + "train-sft_verified"].after == [chain + "verify"]
         assert by_label[chain + "eval-sft_verified"].after == [chain + "train-sft_verified"]
+        # on-policy rounds from sft_verified wait for it; the on-policy script takes the job
+        assert by_label[chain + "train-sft_verified_opd"].after == [chain + "verify", chain + "train-sft_verified"]
+        assert "train.loss=on_policy" in by_label[chain + "train-sft_verified_opd"].overrides
         assert chain + "eval-teacher" not in by_label
         # every job of a chain runs with its seed, in its own run directory
         for label, job in by_label.items():
@@ -111,11 +114,12 @@ def test_an_experiment_over_seeds_is_one_chain_per_seed(tmp_path):
                 assert f"seed={seed}" in job.overrides
                 assert f"paths.run_dir='{run_dir / f'seed-{seed}'}'" in job.overrides
     evals = [label for label in by_label if "eval-" in label]
-    assert len(evals) == 2 * 2 + 2 and by_label["table"].after == evals
+    assert len(evals) == 2 * 4 + 2 and by_label["table"].after == evals  # 4 students per seed
     # a finished seed submits nothing again; the other seed's chain is untouched
-    for stage in ("generate", "verify", "train/sft_verified", "train/sft_unverified"):
+    students = ("sft_verified", "sft_unverified", "opd", "sft_verified_opd")
+    for stage in ("generate", "verify", *(f"train/{student}" for student in students)):
         mark_complete(run_dir / "seed-0" / stage, {})
-    for model in ("sft_verified", "sft_unverified"):
+    for model in students:
         mark_complete(run_dir / "seed-0" / "eval" / model / "arithmetic", {})
     labels = [job.label for job in plan([f"paths.root={tmp_path}", "seeds=[0,1]", "generate.shard_count=2"])[0]]
     assert not any(label.startswith("seed-0.") for label in labels) and "seed-1.generate" in labels
@@ -180,9 +184,9 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("sbatch ")]
-    # bootstrap; per seed (3) one shard (no merge job), verify, two students trained and evaluated;
+    # bootstrap; per seed (3) one shard (no merge job), verify, four students trained and evaluated;
     # the teacher and base student evaluated once; table
-    assert len(commands) == 1 + 3 * (2 + 2 + 2) + 2 + 1
+    assert len(commands) == 1 + 3 * (2 + 4 + 4) + 2 + 1
     assert all("--nodes=4" in line for line in commands if "train.sbatch" in line)
     assert not any("--nodes=4" in line for line in commands if "train.sbatch" not in line)
     assert not (tmp_path / "runs").exists()
