@@ -382,6 +382,7 @@ class OnPolicyConfig(ConfigModel):
     temperature: float = Field(default=1.0, ge=0)
     max_tokens: int = Field(default=160, gt=0)
     reverse_kl_weight: float = Field(default=1.0, ge=0)  # per-token reverse KL: the dense advantage
+    clip_ratio: float | None = Field(default=0.2, gt=0)  # PPO's clip of the importance ratio; null: none
     kd_weight: float = Field(default=0.0, ge=0)  # divergence on the teacher's stored top-k (kd_kind)
     kd_kind: Literal["forward_kl", "reverse_kl", "jsd", "tv"] = "jsd"
     beta: float = Field(default=0.5, ge=0, le=1)  # jsd only

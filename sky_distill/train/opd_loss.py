@@ -6,7 +6,7 @@ weights the round started from, `old`):
 
     A_t     = log p_teacher(y_t) - log p_old(y_t)  (+ reward_weight * correct, verifier=reward)
     ratio_t = exp(log p_new(y_t) - log p_old(y_t))
-    loss    = reverse_kl_weight * sum_t -ratio_t * A_t
+    loss    = reverse_kl_weight * sum_t -min(ratio_t A_t, clip(ratio_t, 1 - c, 1 + c) A_t)   (c: clip_ratio)
             + kd_weight * D_kd(teacher top-k || student)  +  ce_weight * CE on verified samples
 
 At the sampling weights (ratio 1) the gradient of the first term, -A_t grad log p(y_t), is the
@@ -44,13 +44,18 @@ def policy_gradient_sum(
     teacher_logprobs: torch.Tensor,
     correct: torch.Tensor | None = None,
     reward_weight: float = 0.0,
+    clip: float | None = None,
 ) -> torch.Tensor:
-    """sum_t -exp(new - old) * A_t with A_t = teacher - old (+ reward_weight * correct), A detached."""
+    """sum_t -exp(new - old) * A_t with A_t = teacher - old (+ reward_weight * correct), A detached;
+    with `clip`, PPO's pessimistic bound: -min(ratio A, clamp(ratio, 1 - clip, 1 + clip) A)."""
     advantage = (teacher_logprobs - old_logprobs).detach()
     if correct is not None and reward_weight:
         advantage = advantage + reward_weight * correct
     ratio = torch.exp(new_logprobs - old_logprobs.detach())
-    return -(ratio * advantage).sum()
+    surrogate = ratio * advantage
+    if clip is not None:
+        surrogate = torch.minimum(surrogate, ratio.clamp(1 - clip, 1 + clip) * advantage)
+    return -surrogate.sum()
 
 
 def reverse_kl_estimate_sum(old_logprobs: torch.Tensor, teacher_logprobs: torch.Tensor) -> torch.Tensor:
@@ -109,7 +114,9 @@ class OnPolicyLoss:
             new = sampled_logprobs(logits, targets[part])
             if config.reverse_kl_weight > 0:
                 reward = config.reward_weight if config.verifier == "reward" else 0.0
-                sums["pg"] = policy_gradient_sum(new, old[part], teacher[part], correct[part], reward)
+                sums["pg"] = policy_gradient_sum(
+                    new, old[part], teacher[part], correct[part], reward, config.clip_ratio
+                )
             if config.kd_weight > 0:
                 ids, logprobs = batch["teacher_ids"][part], batch["teacher_logprobs"][part]
                 sums["kd"] = sparse_rows_sum(logits, ids, logprobs, config.kd_kind, 1.0, config.beta)

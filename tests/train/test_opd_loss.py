@@ -48,6 +48,16 @@ def test_per_token_loss_and_gradient_match_a_direct_computation():
     assert torch.allclose(logits.grad, expected_grad, rtol=1e-4, atol=1e-7)
 
 
+def test_the_clipped_ratio_stops_the_gradient_only_past_the_bound():
+    new = torch.tensor([0.5, -0.5, 0.5, -0.5], dtype=torch.float64, requires_grad=True)
+    old, teacher = torch.zeros(4, dtype=torch.float64), torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
+    policy_gradient_sum(new, old, teacher, clip=0.2).backward()
+    ratio = new.detach().exp()
+    # A > 0 and ratio above 1.2: clipped (no gradient); A > 0 and below: -A ratio; A < 0 above 1.2: kept
+    expected = torch.tensor([0.0, -ratio[1], ratio[2], 0.0], dtype=torch.float64)
+    assert torch.allclose(new.grad, expected)
+
+
 def test_at_the_sampling_weights_the_gradient_is_the_reverse_kl_policy_gradient():
     """ratio = 1: grad = sum_t (log p(y_t) - log p_teacher(y_t)) grad log p(y_t)."""
     torch.manual_seed(1)
@@ -101,10 +111,11 @@ def test_a_student_identical_to_the_teacher_gets_zero_loss_and_zero_gradient(tin
 
 def test_the_model_loss_matches_the_direct_formula_and_fused_equals_unfused(tiny):
     model, tokenizer = tiny
+    torch.manual_seed(2)
     teacher = type(model)(model.config)
     teacher.load_state_dict({k: v + 0.05 * torch.randn_like(v) for k, v in model.state_dict().items()})
     samples = samples_of(model, tokenizer, teacher.eval())
-    config = OnPolicyConfig()
+    config = OnPolicyConfig(clip_ratio=None)  # at the sampling weights the clip changes nothing anyway
     grads, totals = [], []
     for fused in (True, False):
         loss = OnPolicyLoss(config, fused=fused)
