@@ -594,14 +594,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     "generate": {"teacher": ModelConfig, "task": TaskConfig, "generate": GenerateConfig, "paths": PathsConfig},
     "merge": {"generate": GenerateConfig, "paths": PathsConfig},
     "verify": {"verify": VerifyConfig, "paths": PathsConfig},
-    "train": {
-        "train": TrainConfig,
-        "paths": PathsConfig,
-        "logger": LoggerConfig,
-        "student": ModelConfig,  # on-policy rounds: how the student is prompted and sampled
-        "task": TaskConfig,  # ... on which problems
-        "verify": VerifyConfig,  # ... and checked
-    },
+    "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
     "eval": {
         "eval": EvalConfig,
         "verify": VerifyConfig,  # verify.sandbox: how code answers run
@@ -612,6 +605,8 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
     },
     "table": {"paths": PathsConfig, "eval": EvalConfig},
 }
+# train.loss=on_policy also samples the student on the task's problems and verifies them
+ON_POLICY_GROUPS: dict[str, type[ConfigModel]] = {"student": ModelConfig, "task": TaskConfig, "verify": VerifyConfig}
 STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
 STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]
 

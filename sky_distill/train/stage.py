@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import stage_config, to_container
+from sky_distill.config import ON_POLICY_GROUPS, stage_config, to_container, validate_groups
 from sky_distill.errors import MissingInputError
 from sky_distill.models.reference import check_model_reference
 from sky_distill.runs import completion, fingerprint_files, provenance
@@ -29,7 +29,7 @@ def run(cfg: Any) -> dict[str, Any]:
     typed = stage_config(cfg, "train")
     train, paths, logger = typed["train"], typed["paths"], typed["logger"]
     if train.loss == "on_policy":
-        return run_on_policy(cfg, typed)
+        return run_on_policy(cfg, typed | validate_groups(cfg, ON_POLICY_GROUPS))
     verify_dir = Path(paths.run_dir) / "verify"
     check_model_reference(
         train.init, "train.init", "set train.init, or run `sky-distill bootstrap` for the tiny models"
