@@ -42,6 +42,7 @@ def train_command(student: Path, teacher: Path, run_dir: Path) -> list[str]:
         "train.on_policy.samples_per_prompt=2",
         f"train.on_policy.steps_per_round={STEPS}",
         "train.on_policy.max_tokens=24",
+        "train.on_policy.reverse_kl_weight=1",
         "train.on_policy.kd_weight=0.5",
         "train.on_policy.top_k=4",
         "train.global_batch_size=4",
