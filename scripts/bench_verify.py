@@ -153,7 +153,7 @@ def cpu_per_response(rows: list[dict], golds: dict[str, str]) -> float:
 
 def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[str, float]:
     from sky_distill.records import Problem
-    from sky_distill.verify.stage import verify_responses
+    from sky_distill.verify.batch import verify_responses
 
     problems = {pid: Problem(id=pid, problem="-", answer=gold, source="dev") for pid, gold in golds.items()}
     items = [(row["problem_id"], index, row["response"]) for index, row in enumerate(rows)]

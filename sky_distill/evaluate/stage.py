@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sky_distill.benchmarks.loading import LoadedBenchmark, held_out_task, resolve_benchmark
+from sky_distill.benchmarks.registry import BenchmarkSpec, load_registry, unknown_benchmark
+from sky_distill.benchmarks.rows import data_fingerprint
 from sky_distill.config import (
     BenchmarkOptions,
     EvalConfig,
@@ -22,15 +25,16 @@ from sky_distill.config import (
     ModelConfig,
     SamplingConfig,
     TaskConfig,
+    ThinkingBudgetConfig,
     stage_config,
     to_container,
 )
 from sky_distill.errors import SkyDistillError
-from sky_distill.evaluate.benchmarks import BenchmarkSpec, load_registry, unknown_benchmark
-from sky_distill.evaluate.loading import LoadedBenchmark, held_out_task, resolve_benchmark
-from sky_distill.evaluate.problems import data_fingerprint
+from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
 from sky_distill.evaluate.scoring import Response, score_responses, summarize
-from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.generate.budget import generate_with_budget, read_thinking
+from sky_distill.generate.sampling import LazyEngine, generate_shard
+from sky_distill.generate.shards import shard_name
 from sky_distill.models.hub_check import check_hub_model
 from sky_distill.models.reference import check_model_reference, is_hub_id
 from sky_distill.records import EvalSample, Trace, read_jsonl, write_jsonl
@@ -45,6 +49,7 @@ from sky_distill.runs import (
 )
 from sky_distill.verify.checks import VERIFIER_VERSION
 from sky_distill.verify.code import CodeSettings
+from sky_distill.verify.sandbox import require_containment
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +172,8 @@ def check_settings(out: Path, run: BenchmarkRun) -> None:
 
 def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engine: LazyEngine) -> list[Response]:
     """Generate (or resume) the samples of one benchmark; the responses to score."""
-    from sky_distill.evaluate.budget import generate_with_budget, read_thinking
-    from sky_distill.generate.shards import shard_name
-
     shard_dir = out / "shards"
     if run.budget is not None:
-        from sky_distill.config import ThinkingBudgetConfig
-
         budget = ThinkingBudgetConfig.model_validate(run.budget)
         shard = generate_with_budget(
             loaded.problems, run.model, run.sampling, budget, loaded.answer_type, shard_dir, engine
@@ -275,8 +275,6 @@ def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] 
     """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
     if answer_type != "code":
         return None
-    from sky_distill.verify.sandbox import require_containment
-
     code = code or CodeSettings()
     return require_containment(code.backend, code.site_packages)
 
@@ -350,8 +348,6 @@ def score_external(
     config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
 ) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
-    from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
-
     path = Path(config.responses.path)  # type: ignore[arg-type]
     loaded = {name: load(name) for name in config.benchmarks}
     counter = token_counter(config.responses.tokenizer) if config.responses.tokenizer else None

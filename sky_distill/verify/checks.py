@@ -76,4 +76,3 @@ def prepare_worker(code_settings: Any = None) -> None:
 
     configure(code_settings)
     check_response("math", "\\boxed{\\frac{1}{2}}", "0.5")
-

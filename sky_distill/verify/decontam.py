@@ -83,7 +83,7 @@ def benchmark_file(name: str, benchmarks_dir: str | Path) -> Path:
     if direct.is_file():
         return direct
     try:
-        from sky_distill.evaluate.benchmarks import load_registry
+        from sky_distill.benchmarks.registry import load_registry
 
         spec = load_registry().get(name)
     except Exception:  # the registry is optional here: a name can always be a file stem

@@ -8,16 +8,16 @@ import zlib
 
 import pytest
 
-from sky_distill.config import BenchmarkOptions, TaskConfig
-from sky_distill.errors import MissingInputError
-from sky_distill.evaluate.benchmarks import (
+from sky_distill.benchmarks.loading import BenchmarkUnavailableError, resolve_benchmark
+from sky_distill.benchmarks.registry import (
     BenchmarkDefinitionError,
     UnknownBenchmarkError,
     load_registry,
     read_definition,
 )
-from sky_distill.evaluate.loading import BenchmarkUnavailableError, resolve_benchmark
-from sky_distill.evaluate.problems import decode_private_cases, gold_answer, row_date, shuffled_choices
+from sky_distill.benchmarks.rows import decode_private_cases, gold_answer, row_date, shuffled_choices
+from sky_distill.config import BenchmarkOptions, TaskConfig
+from sky_distill.errors import MissingInputError
 from tests.conftest import BENCHMARKS, requires_shared
 
 REGISTRY = load_registry()

@@ -1,7 +1,7 @@
 """Budget forcing's control flow with a scripted engine (the real vLLM path is in test_eval_engine.py)."""
 
 from sky_distill.config import SamplingConfig, ThinkingBudgetConfig
-from sky_distill.evaluate.budget import BudgetForcer, Thought, next_thinking_step
+from sky_distill.generate.budget import BudgetForcer, Thought, next_thinking_step
 from sky_distill.generate.engine import SampleRequest, SampleResult
 
 

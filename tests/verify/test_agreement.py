@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from sky_distill.records import Problem
+from sky_distill.verify.batch import verify_responses
 from sky_distill.verify.labelled import read_pairs, read_responses
 from sky_distill.verify.math import equivalent, is_correct
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
-from sky_distill.verify.stage import verify_responses
 from tests.conftest import BENCHMARKS, FIXTURES, requires_shared
 
 # Measured: 260/263 pairs and 199/200 outputs (plain math-verify: 258/263 and 182/200;

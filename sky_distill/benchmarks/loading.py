@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sky_distill.benchmarks.registry import BenchmarkSpec, unknown_benchmark
+from sky_distill.benchmarks.rows import in_window, parse_day, row_date, row_to_problem
 from sky_distill.config import BenchmarkOptions, TaskConfig
 from sky_distill.errors import MissingInputError, SkyDistillError
-from sky_distill.evaluate.benchmarks import BenchmarkSpec, unknown_benchmark
-from sky_distill.evaluate.problems import in_window, parse_day, row_date, row_to_problem
 from sky_distill.records import Problem, RecordError, iter_json_objects
 
 log = logging.getLogger(__name__)

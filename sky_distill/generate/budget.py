@@ -19,6 +19,10 @@ from typing import Any
 
 from sky_distill.config import ModelConfig, SamplingConfig, ThinkingBudgetConfig
 from sky_distill.errors import SkyDistillError
+from sky_distill.generate.engine import SampleResult
+from sky_distill.generate.sampling import LazyEngine, plan_samples, render_prompts, to_trace
+from sky_distill.generate.shards import shard_name
+from sky_distill.generate.store import TraceStore
 from sky_distill.records import Problem, RecordError, append_jsonl
 
 log = logging.getLogger(__name__)
@@ -148,23 +152,19 @@ def generate_with_budget(
     budget: ThinkingBudgetConfig,
     answer_type: str,
     shard_dir: Path,
-    engine: Any,  # LazyEngine
+    engine: LazyEngine,
 ) -> dict[str, Any]:
     """Fill the shard's trace file under budget forcing; a side file keeps thinking-token counts."""
-    from sky_distill.generate.engine import SampleResult
-    from sky_distill.generate.shards import shard_name
-    from sky_distill.generate.stage import plan_requests, render_requests, to_trace
-    from sky_distill.generate.store import TraceStore
-
     name = shard_name(0, 1)
     store = TraceStore(shard_dir / f"{name}.jsonl")
     keys = [(problem.id, index) for problem in problems for index in range(sampling.n)]
     missing = set(store.missing(keys))
-    errors: list[RecordError] = []
+    errors: dict[str, RecordError] = {}
     started = time.perf_counter()
     if missing:
-        requests = plan_requests(problems, model, sampling, missing)
-        requests, errors = render_requests(requests, engine.get(), budget.thinking_tokens)
+        requests, errors = plan_samples(problems, model, sampling, missing)
+        requests, length_errors = render_prompts(requests, engine.get(), budget.thinking_tokens)
+        errors.update(length_errors)
         forcer = BudgetForcer(engine.get(), sampling, budget, answer_type)
         thoughts = [Thought(request=request, started=time.perf_counter()) for request in requests]
         log.info("budget forcing: %d samples, thinking budget %s tokens", len(thoughts), budget.thinking_tokens)
@@ -196,22 +196,19 @@ def generate_with_budget(
             )
         store.flush()
         append_jsonl(shard_dir / f"{name}.thinking.jsonl", extra)
-    unreachable = {error.path for error in errors}
-    expected = [key for key in keys if key[0] not in unreachable]
+    expected = [key for key in keys if key[0] not in errors]
     return {
         "shard": name,
         "expected_samples": len(expected),
         "done_samples": len(store.done & set(expected)),
         "complete": store.done.issuperset(expected),
-        "prompt_errors": [str(error) for error in errors],
+        "prompt_errors": [str(error) for error in errors.values()],
         "gen/elapsed_s": round(time.perf_counter() - started, 2),
     }
 
 
 def read_thinking(shard_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """Thinking-token counts per (problem, sample) written by `generate_with_budget`."""
-    from sky_distill.generate.shards import shard_name
-
     path = shard_dir / f"{shard_name(0, 1)}.thinking.jsonl"
     if not path.exists():
         return {}

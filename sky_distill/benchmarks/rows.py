@@ -23,7 +23,7 @@ import string
 import zlib
 from typing import Any
 
-from sky_distill.evaluate.benchmarks import BenchmarkSpec
+from sky_distill.benchmarks.registry import BenchmarkSpec
 from sky_distill.records import Problem, RecordError
 
 LETTERS = string.ascii_uppercase
