@@ -299,9 +299,12 @@ class DedupConfig(ConfigModel):
 
 
 class DecontaminateConfig(ConfigModel):
-    """Drop training problems that contain an eval problem (word n-grams) of an eval set in paths.benchmarks_dir."""
+    """Drop training problems that contain an eval problem (word n-grams) of a registry benchmark, read as eval
+    reads it: its local copy in paths.benchmarks_dir, else the Hub (`source`)."""
 
-    benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
+    benchmarks: list[str] = Field(default_factory=list)  # names in the eval registry (eval/benchmarks/)
+    registry_dir: str | None = None  # benchmark definitions; null: the repository's eval/
+    source: Literal["auto", "local", "hub"] = "auto"
     ngram: int = Field(default=8, ge=1)
     # contaminated: a training problem holds this share of one eval problem's n-grams
     min_overlap: float = Field(default=0.5, gt=0, le=1)

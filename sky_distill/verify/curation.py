@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sky_distill.benchmarks.registry import load_registry
+from sky_distill.config import VerifyConfig
 from sky_distill.records import Problem, RecordError, Trace, Verdict, iter_jsonl_offsets, read_record_at
 from sky_distill.verify.decontam import build_index
 from sky_distill.verify.dedup import minhash_signature, signature_groups
@@ -50,7 +52,7 @@ class ProblemFile:
 
 
 def problem_exclusions(
-    texts: Iterable[tuple[str, str]], config: Any, benchmarks_dir: str | None
+    texts: Iterable[tuple[str, str]], config: VerifyConfig, benchmarks_dir: str | None
 ) -> tuple[dict[str, list[str]], set[str], dict[str, Any]]:
     """Contaminated problems (id -> benchmarks), near-duplicate problems, and the filtering summary.
 
@@ -60,7 +62,15 @@ def problem_exclusions(
     decontaminate, dedup = config.decontaminate, config.dedup
     index = None
     if decontaminate.benchmarks:
-        index = build_index(decontaminate.benchmarks, benchmarks_dir, decontaminate.ngram, decontaminate.min_overlap)
+        registry = load_registry(decontaminate.registry_dir)
+        index = build_index(
+            decontaminate.benchmarks,
+            benchmarks_dir,
+            decontaminate.ngram,
+            decontaminate.min_overlap,
+            registry,
+            decontaminate.source,
+        )
     found: dict[str, list[str]] = {}
     signatures: dict[str, Any] = {}
     for problem_id, text in texts:
