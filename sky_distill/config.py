@@ -11,6 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sky_distill.errors import SkyDistillError
+from sky_distill.verify.sandbox import BACKENDS as SANDBOX_BACKENDS
+from sky_distill.verify.sandbox import SandboxLimits
+
+_LIMITS = SandboxLimits()
 
 
 class ConfigModel(BaseModel):
@@ -273,19 +277,31 @@ class GenerateConfig(ConfigModel):
 
 
 class SandboxConfig(ConfigModel):
-    """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison."""
+    """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison.
+    Backend names and limit defaults are the sandbox's own (`BACKENDS`, `SandboxLimits`)."""
 
     # auto: bwrap, else landlock, else code checks are refused; unshare and unsafe_process expose the host
-    backend: Literal["auto", "bwrap", "landlock", "unshare", "unsafe_process"] = "auto"
+    backend: Literal[SANDBOX_BACKENDS] = "auto"  # type: ignore[valid-type]
     site_packages: bool = False  # let programs import the environment's packages (numpy); stdlib only if false
-    test_timeout_s: float = Field(default=6.0, gt=0)  # per stdio case, or the whole functional program
-    memory_mb: int = Field(default=1024, ge=64)
-    max_processes: int = Field(default=32, ge=1)  # processes and threads
-    max_file_mb: int = Field(default=16, ge=1)
-    disk_mb: int = Field(default=64, ge=1)  # the program's writable tmpfs
-    max_output_mb: int = Field(default=4, ge=1)
+    test_timeout_s: float = Field(default=_LIMITS.timeout_s, gt=0)  # per stdio case, or a whole functional program
+    memory_mb: int = Field(default=_LIMITS.memory_mb, ge=64)
+    max_processes: int = Field(default=_LIMITS.max_processes, ge=1)  # processes and threads
+    max_file_mb: int = Field(default=_LIMITS.max_file_mb, ge=1)
+    disk_mb: int = Field(default=_LIMITS.disk_mb, ge=1)  # the program's writable tmpfs
+    max_output_mb: int = Field(default=_LIMITS.max_output_bytes >> 20, ge=1)
     float_tolerance: float = Field(default=1e-6, ge=0)
     stop_at_first_failure: bool = True
+
+    def limits(self, timeout_s: float, memory_mb: int | None = None) -> SandboxLimits:
+        """The limits of one program run under these settings."""
+        return SandboxLimits(
+            timeout_s=timeout_s,
+            memory_mb=memory_mb or self.memory_mb,
+            max_processes=self.max_processes,
+            max_file_mb=self.max_file_mb,
+            disk_mb=self.disk_mb,
+            max_output_bytes=self.max_output_mb << 20,
+        )
 
 
 class DedupConfig(ConfigModel):

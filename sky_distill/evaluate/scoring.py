@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sky_distill.config import SandboxConfig
 from sky_distill.evaluate.metrics import avg_at_n, bootstrap_interval, maj_at_k, pass_at_k
 from sky_distill.records import EvalSample, Problem, Trace
 from sky_distill.verify.batch import iter_verdicts
-from sky_distill.verify.code import CodeSettings
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def score_responses(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
-    code: CodeSettings | None = None,  # the sandbox for code answers (default: auto)
+    code: SandboxConfig | None = None,  # the sandbox for code answers (default: auto)
 ) -> list[EvalSample]:
     """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
     return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers, code))
@@ -64,7 +64,7 @@ def iter_scored(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
-    code: CodeSettings | None = None,
+    code: SandboxConfig | None = None,
 ) -> Iterator[EvalSample]:
     """`score_responses` as a stream: responses are taken as the workers need them (a bounded
     window in flight) and each scored sample is yielded in order."""

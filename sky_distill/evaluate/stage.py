@@ -24,6 +24,7 @@ from sky_distill.config import (
     GenerateConfig,
     ModelConfig,
     SamplingConfig,
+    SandboxConfig,
     TaskConfig,
     ThinkingBudgetConfig,
     stage_config,
@@ -44,11 +45,10 @@ from sky_distill.runs import (
     fingerprint_object,
     mark_complete,
     provenance,
-    read_json,
     write_json_atomic,
 )
+from sky_distill.settings_guard import check_settings, refuse_changes
 from sky_distill.verify.checks import VERIFIER_VERSION
-from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.sandbox import require_containment
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ log = logging.getLogger(__name__)
 
 class UnknownModelError(SkyDistillError, ValueError):
     """An eval model name that is neither a role, a trained student, a path nor a Hub id."""
-
-
-class SettingsChangedError(SkyDistillError):
-    """An eval directory holds results made with other settings than this run's."""
 
 
 def resolve_model(name: str, teacher: ModelConfig, student: ModelConfig, run_dir: Path) -> ModelConfig:
@@ -144,30 +140,10 @@ def plan_run(name: str, model: ModelConfig, spec: BenchmarkSpec | None, config: 
     return BenchmarkRun(name, prompted, resolve_sampling(spec, options, config), budget, options, timeout)
 
 
-def check_settings(out: Path, run: BenchmarkRun) -> None:
-    """Refuse to mix samples made with other settings (a changed n alone may resume)."""
-    path = out / "settings.json"
+def resume_settings(run: BenchmarkRun) -> dict[str, Any]:
+    """What the samples of `out` depend on: the run's settings but `n` (more samples may be added)."""
     settings = run.settings()
-    if path.exists():
-        before = read_json(path)
-        changed = [
-            key
-            for key in sorted(set(before) | set(settings))
-            if key != "sampling" and before.get(key) != settings.get(key)
-        ]
-        old_sampling = {k: v for k, v in (before.get("sampling") or {}).items() if k != "n"}
-        new_sampling = {k: v for k, v in settings["sampling"].items() if k != "n"}
-        changed += [
-            f"sampling.{k}"
-            for k in sorted(set(old_sampling) | set(new_sampling))
-            if old_sampling.get(k) != new_sampling.get(k)
-        ]
-        if changed:
-            raise SettingsChangedError(
-                f"{out} holds samples made with other settings ({', '.join(changed)} differ); "
-                "use another run_name or remove that directory"
-            )
-    write_json_atomic(path, settings)
+    return {**settings, "sampling": {k: v for k, v in settings["sampling"].items() if k != "n"}}
 
 
 def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engine: LazyEngine) -> list[Response]:
@@ -271,11 +247,11 @@ def problems_phrase(summary: dict[str, Any]) -> str:
     return f"{summary['problems']} of {summary['problems_expected']} problems ({missing} missing)"
 
 
-def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] | None:
+def code_sandbox(answer_type: str, code: SandboxConfig | None) -> dict[str, Any] | None:
     """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
     if answer_type != "code":
         return None
-    code = code or CodeSettings()
+    code = code or SandboxConfig()
     return require_containment(code.backend, code.site_packages)
 
 
@@ -287,10 +263,11 @@ def evaluate_benchmark(
     config: EvalConfig,
     workers: int,
     cfg_plain: dict[str, Any],
-    code: CodeSettings | None = None,
+    code: SandboxConfig | None = None,
 ) -> dict[str, Any]:
     """Generate (resumably), score and summarise one model on one benchmark."""
-    check_settings(out, run)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out / "settings.json", resume_settings(run), f"{out}")
     sandbox = code_sandbox(loaded.answer_type, code)
     responses = generate_samples(run, loaded, out, engine)
     problems = {problem.id: problem for problem in loaded.problems}
@@ -318,7 +295,7 @@ def evaluate_model(
     load: Any,  # name -> LoadedBenchmark, cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
-    code: CodeSettings | None = None,
+    code: SandboxConfig | None = None,
 ) -> dict[str, Any]:
     engine = LazyEngine(model, config.sampling.seed)
     results = {}
@@ -328,10 +305,7 @@ def evaluate_model(
             run = plan_run(name, model, registry.get(name), config)
             done = completion(out)
             if done is not None and not config.rescore:
-                if done.get("settings") not in (None, run.settings()):
-                    raise SettingsChangedError(
-                        f"{out} is complete with other settings; use another run_name or remove that directory"
-                    )
+                refuse_changes(f"{out} (complete)", done.get("settings"), run.settings())
                 log.info("%s on %s is complete, skipping", model.name, name)
                 results[name] = done
                 continue
@@ -345,7 +319,7 @@ def evaluate_model(
 
 
 def score_external(
-    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
+    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: SandboxConfig | None = None
 ) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
     path = Path(config.responses.path)  # type: ignore[arg-type]
@@ -413,7 +387,7 @@ def run(cfg: Any) -> dict[str, Any]:
     registry = load_registry(config.registry_dir)
     check_names(config, registry, task)
     plain = to_container(cfg)
-    code = CodeSettings(**typed["verify"].sandbox.model_dump())  # the verifier's sandbox settings
+    code = typed["verify"].sandbox  # the verifier's sandbox settings
     if any(registry[name].answer_type == "code" for name in config.benchmarks if name in registry):
         code_sandbox("code", code)  # fail closed before any model is loaded
     cache: dict[str, LoadedBenchmark] = {}

@@ -17,12 +17,13 @@ from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.engine import Engine, SampleRequest, SampleResult, make_engine
 from sky_distill.generate.merge import shard_summary_path
 from sky_distill.generate.prompts import PromptError, messages_for, sample_seed
-from sky_distill.generate.settings import check_settings, trace_settings
+from sky_distill.generate.settings import trace_settings
 from sky_distill.generate.shards import shard_name
 from sky_distill.generate.store import TraceStore
 from sky_distill.generate.summary import throughput_metrics, trace_metrics
 from sky_distill.records import Problem, RecordError, Trace, write_jsonl
 from sky_distill.runs import fingerprint_object, read_json, write_json_atomic
+from sky_distill.settings_guard import check_settings
 
 log = logging.getLogger(__name__)
 ERROR_EXAMPLES = 10
@@ -319,7 +320,7 @@ def generate_shard(
         shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds, topk=sampling.logprobs
     ) as store:
         settings = trace_settings(model, sampling, config.per_sample_seeds)
-        fingerprint = check_settings(shard_dir / f"{name}.settings.json", settings)
+        fingerprint = check_settings(shard_dir / f"{name}.settings.json", settings, f"{name} in {shard_dir}")
         previous = previous_summary(summary_path)
         keys = {problem.id: exclusion_key(problem, model, fingerprint) for problem in problems}
         excluded = {

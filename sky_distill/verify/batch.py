@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sky_distill.config import SandboxConfig
 from sky_distill.records import Problem, Verdict, append_jsonl, read_jsonl, repair_torn_tail
 from sky_distill.verify.checks import VERIFIER_VERSION, check_response, prepare_worker
-from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def verify_responses(
     problems: Mapping[str, Problem],
     timeout_s: float,
     workers: int,
-    code: CodeSettings | None = None,
+    code: SandboxConfig | None = None,
     progress_path: str | Path | None = None,
 ) -> list[Verdict]:
     """Verdicts for (problem id, sample index, response) triples, in order (see `iter_verdicts`)."""
@@ -68,7 +68,7 @@ def iter_verdicts(
     problem: Callable[[str], Problem | None],
     timeout_s: float,
     workers: int,
-    code: CodeSettings | None = None,
+    code: SandboxConfig | None = None,
     progress_path: str | Path | None = None,
     total: int | None = None,
 ) -> Iterator[Verdict]:

@@ -26,15 +26,13 @@ from sky_distill.records import JsonlWriter, RecordError, Trace, iter_jsonl_offs
 from sky_distill.runs import (
     completion,
     fingerprint_files,
-    fingerprint_object,
     mark_complete,
     provenance,
-    read_json,
     write_json_atomic,
 )
+from sky_distill.settings_guard import changed_keys, record_settings, recorded_settings
 from sky_distill.verify.batch import iter_verdicts
 from sky_distill.verify.checks import VERIFIER_VERSION
-from sky_distill.verify.code import CodeSettings
 from sky_distill.verify.curation import ProblemFile, problem_exclusions, problem_groups
 from sky_distill.verify.dedup import exact_duplicate_traces
 from sky_distill.verify.report import CurationTally
@@ -49,19 +47,18 @@ PARTIAL_SETTINGS = "verdicts.partial.settings.json"
 
 
 def _prepare_progress(stage_dir: Path, settings: dict[str, Any]) -> Path:
-    """The partial verdicts file, emptied when it was written under other settings."""
+    """The partial verdicts file, emptied when it was written under other settings.
+
+    The one settings rule, but not its refusal: partial verdicts are a cache of checks, and the
+    stage rewrites every output, so checking again cannot mix results (generate and eval refuse)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     partial, marker = stage_dir / PARTIAL, stage_dir / PARTIAL_SETTINGS
-    fingerprint = fingerprint_object(settings)
-    if partial.exists() and (not marker.exists() or read_json(marker).get("fingerprint") != fingerprint):
-        log.info("verify: settings changed since the partial run; checking every trace again")
+    changes = changed_keys(recorded_settings(marker) or {}, settings)
+    if partial.exists() and changes:
+        log.warning("verify: %s was written under other settings (%s); checking every trace again", partial, changes)
         partial.unlink()
-    write_json_atomic(marker, {"fingerprint": fingerprint, "settings": settings})
+    record_settings(marker, settings)
     return partial
-
-
-def code_settings(sandbox: Any) -> CodeSettings:
-    return CodeSettings(**sandbox.model_dump())
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -78,11 +75,11 @@ def run(cfg: Any) -> dict[str, Any]:
     problems = ProblemFile(generate_dir / "problems.jsonl")
 
     # Verification: the traces stream through the workers; verdicts stream to their file.
-    code = code_settings(config.sandbox)
+    code = config.sandbox
     sandbox = None
     if "code" in problems.answer_types:
         sandbox = require_containment(code.backend, code.site_packages)  # fail closed before any code runs
-    settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.__dict__}
+    settings = {"verifier_version": VERIFIER_VERSION, "timeout_s": config.timeout_s, "code": code.model_dump()}
     progress = _prepare_progress(stage_dir, settings)
     trace_errors: list[RecordError] = []
     order = {"previous": ("", -1), "sorted": True, "count": 0}

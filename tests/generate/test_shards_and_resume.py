@@ -7,10 +7,10 @@ import pytest
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.merge import IncompleteShardsError, MismatchedShardsError, merge_shards
 from sky_distill.generate.sampling import generate_shard
-from sky_distill.generate.settings import SettingsChangedError, changed_keys
 from sky_distill.generate.shards import select_shard, shard_name, shard_of
 from sky_distill.generate.store import ShardBusyError, TraceStore
 from sky_distill.records import Problem, Trace, read_jsonl, read_jsonl_strict, write_jsonl
+from sky_distill.settings_guard import SettingsChangedError, changed_keys
 from tests.generate.fakes import FakeEngine, FakeLazyEngine
 
 MODEL = ModelConfig(name="fake", path="fake-model", thought_format="none")
