@@ -6,7 +6,7 @@ validates every group, collects every problem and raises one `ConfigError` namin
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -531,7 +531,75 @@ class EvalConfig(ConfigModel):
     table: EvalTableConfig = EvalTableConfig()
 
 
-def _validate(cls: type[ConfigModel], data: Any, prefix: str, problems: list[str]) -> Any:
+class OffloadConfig(BaseModel):
+    """Where ZeRO offloads optimizer state or parameters (DeepSpeed's further keys pass through)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    device: Literal["none", "cpu", "nvme"]
+    pin_memory: bool = False
+
+
+class ZeroConfig(BaseModel):
+    """`deepspeed.zero_optimization`, handed to DeepSpeed as is: the keys the project sets are checked,
+    DeepSpeed's others pass through (DeepSpeed validates them at start)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    stage: Literal[0, 1, 2, 3]
+    overlap_comm: bool | None = None
+    contiguous_gradients: bool | None = None
+    reduce_scatter: bool | None = None
+    reduce_bucket_size: int | None = Field(default=None, gt=0)
+    allgather_bucket_size: int | None = Field(default=None, gt=0)
+    offload_optimizer: OffloadConfig | None = None
+    offload_param: OffloadConfig | None = None
+
+    @model_validator(mode="after")
+    def _param_offload_needs_stage_3(self) -> ZeroConfig:
+        if self.offload_param is not None and self.offload_param.device != "none" and self.stage != 3:
+            raise ValueError(f"offload_param needs stage 3 (stage is {self.stage})")
+        return self
+
+
+class DeepSpeedConfig(ConfigModel):
+    """The deepspeed/ group: ZeRO settings only (batch sizes, precision and lr come from train/)."""
+
+    zero_optimization: ZeroConfig
+
+
+PIPELINE_STAGES = ("bootstrap", "generate", "verify", "train", "eval", "table")
+
+
+class PipelineStudent(ConfigModel):
+    """A student the pipeline trains on this run's curated traces: `train.name` and its overrides."""
+
+    name: str = Field(min_length=1)
+    overrides: list[str] = Field(default_factory=list)
+
+
+class PipelineConfig(ConfigModel):
+    """The pipeline/ group: which stages run, the students trained, the models evaluated."""
+
+    stages: list[Literal[PIPELINE_STAGES]] = Field(default_factory=lambda: list(PIPELINE_STAGES))  # type: ignore[valid-type]
+    parallel: int = Field(default=1, ge=1)  # steps side by side (seed chains, the fixed models' eval)
+    students: list[PipelineStudent] = Field(default_factory=list)
+    eval_models: list[str] = Field(default_factory=list)  # roles (teacher, student), student names, paths
+
+    @model_validator(mode="after")
+    def _unique_students(self) -> PipelineConfig:
+        names = [student.name for student in self.students]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"students: each name once (repeated: {repeated})")
+        return self
+
+
+def role_names(plain: dict[str, Any]) -> dict[str, str]:
+    """What the roles `teacher` and `student` name in a (plain) config: its models' names. Every other
+    model name in `eval.models`, `pipeline.eval_models` and `eval.table.pairs` names itself."""
+    return {role: plain[role]["name"] for role in ("teacher", "student")}
+
+
+def _validate(cls: type[BaseModel], data: Any, prefix: str, problems: list[str]) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as error:
@@ -552,7 +620,7 @@ def to_container(cfg: Any) -> dict[str, Any]:
     return dict(cfg)
 
 
-def validate_groups(cfg: Any, groups: dict[str, type[ConfigModel]]) -> dict[str, Any]:
+def validate_groups(cfg: Any, groups: dict[str, type[BaseModel]]) -> dict[str, Any]:
     """Validate each named group of `cfg`; raise one `ConfigError` listing every problem."""
     data = to_container(cfg)
     problems: list[str] = []
@@ -567,33 +635,100 @@ def validate_groups(cfg: Any, groups: dict[str, type[ConfigModel]]) -> dict[str,
     return typed
 
 
-STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
-    "bootstrap": {
-        "teacher": ModelConfig,
-        "student": ModelConfig,
-        "task": TaskConfig,
-        "train": TrainConfig,
-        "paths": PathsConfig,
-    },
-    "generate": {"teacher": ModelConfig, "task": TaskConfig, "generate": GenerateConfig, "paths": PathsConfig},
-    "merge": {"generate": GenerateConfig, "paths": PathsConfig},
-    "verify": {"verify": VerifyConfig, "paths": PathsConfig},
-    "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
-    "eval": {
-        "eval": EvalConfig,
-        "verify": VerifyConfig,  # verify.sandbox: how code answers run
-        "teacher": ModelConfig,
-        "student": ModelConfig,
-        "task": TaskConfig,
-        "paths": PathsConfig,
-    },
-    "table": {"paths": PathsConfig, "eval": EvalConfig},
+class BootstrapGroups(TypedDict):
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    paths: PathsConfig
+
+
+class GenerateGroups(TypedDict):
+    teacher: ModelConfig
+    task: TaskConfig
+    generate: GenerateConfig
+    paths: PathsConfig
+
+
+class MergeGroups(TypedDict):
+    generate: GenerateConfig
+    paths: PathsConfig
+
+
+class VerifyGroups(TypedDict):
+    verify: VerifyConfig
+    paths: PathsConfig
+
+
+class TrainGroups(TypedDict):
+    train: TrainConfig
+    paths: PathsConfig
+    logger: LoggerConfig
+    deepspeed: DeepSpeedConfig
+
+
+class EvalGroups(TypedDict):
+    eval: EvalConfig
+    verify: VerifyConfig  # verify.sandbox: how code answers run
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    paths: PathsConfig
+
+
+class TableGroups(TypedDict):
+    paths: PathsConfig
+    eval: EvalConfig
+
+
+class PipelineGroups(TypedDict):
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    paths: PathsConfig
+    generate: GenerateConfig
+    verify: VerifyConfig
+    logger: LoggerConfig
+    deepspeed: DeepSpeedConfig
+    eval: EvalConfig
+    pipeline: PipelineConfig
+
+
+STAGE_TYPES: dict[str, type] = {
+    "bootstrap": BootstrapGroups,
+    "generate": GenerateGroups,
+    "merge": MergeGroups,
+    "verify": VerifyGroups,
+    "train": TrainGroups,
+    "eval": EvalGroups,
+    "table": TableGroups,
+    "pipeline": PipelineGroups,
+    "plan": PipelineGroups,
 }
-STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
-STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]
+# The config groups each stage validates, from the types above (one declaration).
+STAGE_GROUPS: dict[str, dict[str, type[BaseModel]]] = {
+    stage: get_type_hints(groups) for stage, groups in STAGE_TYPES.items()
+}
 
 
-def stage_config(cfg: Any, stage: str) -> dict[str, Any]:
+@overload
+def stage_config(cfg: Any, stage: Literal["bootstrap"]) -> BootstrapGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["generate"]) -> GenerateGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["merge"]) -> MergeGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["verify"]) -> VerifyGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["train"]) -> TrainGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["eval"]) -> EvalGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["table"]) -> TableGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["pipeline", "plan"]) -> PipelineGroups: ...
+def stage_config(cfg: Any, stage: str) -> Any:
     """The typed config groups a stage needs, validated together (one error listing all problems)."""
     return validate_groups(cfg, STAGE_GROUPS[stage])
 

@@ -128,7 +128,7 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
         elif step.stage == "verify":
             add(Job(f"{prefix}verify", "verify", own, upstream(chain, "merge", "generate", "bootstrap")), chain)
         elif step.stage == "train":
-            name = step.label.rsplit("train ", 1)[-1]
+            name = step.student
             after = upstream(chain, "verify", "merge", "generate", "bootstrap")
             add(Job(f"{prefix}train-{name}", "train", own, after), chain)
         elif step.stage == "eval":

@@ -33,7 +33,7 @@ from sky_distill.config import (
 from sky_distill.errors import SkyDistillError
 from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
 from sky_distill.evaluate.scoring import Response, score_responses, summarize
-from sky_distill.generate.budget import generate_with_budget, read_thinking
+from sky_distill.generate.budget import read_thinking, thinking_path
 from sky_distill.generate.sampling import LazyEngine, generate_shard
 from sky_distill.generate.shards import shard_name
 from sky_distill.models.hub_check import check_hub_model
@@ -149,13 +149,9 @@ def resume_settings(run: BenchmarkRun) -> dict[str, Any]:
 def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engine: LazyEngine) -> list[Response]:
     """Generate (or resume) the samples of one benchmark; the responses to score."""
     shard_dir = out / "shards"
-    if run.budget is not None:
-        budget = ThinkingBudgetConfig.model_validate(run.budget)
-        shard = generate_with_budget(
-            loaded.problems, run.model, run.sampling, budget, loaded.answer_type, shard_dir, engine
-        )
-    else:
-        shard = generate_shard(loaded.problems, run.model, GenerateConfig(sampling=run.sampling), shard_dir, engine)
+    budget = ThinkingBudgetConfig.model_validate(run.budget) if run.budget is not None else None
+    config = GenerateConfig(sampling=run.sampling)
+    shard = generate_shard(loaded.problems, run.model, config, shard_dir, engine, budget=budget)
     if not shard["complete"]:
         raise SkyDistillError(
             f"{run.model.name} on {run.benchmark}: {shard['done_samples']} of {shard['expected_samples']} samples; "
@@ -166,7 +162,7 @@ def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engi
     traces, errors = read_jsonl(path, Trace) if path.exists() else ([], [])
     for error in errors:
         log.warning("unreadable sample: %s", error)
-    thinking = read_thinking(shard_dir)
+    thinking = read_thinking(thinking_path(shard_dir, shard_name(0, 1)))
     return [
         Response.from_trace(trace, thinking.get(trace.key, {}).get("thinking_tokens"))
         for trace in sorted(traces, key=lambda t: (t.problem_id, t.sample_index))

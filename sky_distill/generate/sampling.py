@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
+from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig, ThinkingBudgetConfig
+from sky_distill.generate.budget import BudgetForcer, thinking_path
 from sky_distill.generate.engine import Engine, SampleRequest, SampleResult, make_engine
 from sky_distill.generate.merge import shard_summary_path
 from sky_distill.generate.prompts import PromptError, messages_for, sample_seed
@@ -21,7 +23,7 @@ from sky_distill.generate.settings import trace_settings
 from sky_distill.generate.shards import shard_name
 from sky_distill.generate.store import TraceStore
 from sky_distill.generate.summary import throughput_metrics, trace_metrics
-from sky_distill.records import Problem, RecordError, Trace, write_jsonl
+from sky_distill.records import Problem, RecordError, Trace, append_jsonl, write_jsonl
 from sky_distill.runs import fingerprint_object, read_json, write_json_atomic
 from sky_distill.settings_guard import check_settings
 
@@ -158,11 +160,13 @@ class RunCounts:
     truncated: int = 0
     failures: list[SampleResult] = field(default_factory=list)  # retried by the next run
     rejected_prompts: dict[str, str] = field(default_factory=dict)  # problem id -> why the server refused it
+    thinking: list[dict[str, Any]] = field(default_factory=list)  # budget forcing: thinking counts of stored samples
     elapsed_s: float = 0.0
 
 
 def stream_samples(
     requests: list[SampleRequest],
+    results: Iterable[SampleResult],
     engine: Engine,
     sampling: SamplingConfig,
     model: ModelConfig,
@@ -170,7 +174,7 @@ def stream_samples(
     store: TraceStore,
     label: str,
 ) -> RunCounts:
-    """Hand every request to the engine and store each sample as it finishes."""
+    """Store each sample of `results` (the engine's, or a strategy's over it) as it finishes."""
     from tqdm import tqdm
 
     counts = RunCounts()
@@ -179,7 +183,7 @@ def stream_samples(
     with tqdm(
         total=len(requests), desc=label, unit="sample", mininterval=1.0 if interactive else 30.0, dynamic_ncols=True
     ) as progress:
-        for result in engine.generate(requests, sampling):
+        for result in results:
             if result.error and result.extra.get("prompt_too_long"):
                 counts.rejected_prompts[result.request.problem_id] = result.error
             elif result.error:
@@ -187,6 +191,14 @@ def stream_samples(
                 log.debug("%s/%d failed: %s", result.request.problem_id, result.request.sample_index, result.error)
             elif store.add(to_trace(result, problems[result.request.problem_id], engine, sampling, model)):
                 counts.new_samples += 1
+                if "thinking_tokens" in result.extra:
+                    counts.thinking.append(
+                        {
+                            "problem_id": result.request.problem_id,
+                            "sample_index": result.request.sample_index,
+                            **result.extra,
+                        }
+                    )
                 counts.new_tokens += result.completion_tokens
                 counts.truncated += result.finish_reason == "length"
             progress.update(1)
@@ -238,18 +250,26 @@ def sample_missing(
     engine: LazyEngine,
     locations: Locations | None,
     label: str,
+    budget: ThinkingBudgetConfig | None = None,
 ) -> tuple[RunCounts, dict[str, RecordError]]:
-    """Generate the missing samples into the store; also return, by problem id, the unpromptable problems."""
+    """Generate the missing samples into the store (plainly, or under budget forcing); also return,
+    by problem id, the unpromptable problems."""
     sampling = config.sampling
     requests, prompt_errors = plan_samples(problems, model, sampling, missing, locations, config.per_sample_seeds)
     if requests:
-        requests, length_errors = render_prompts(requests, engine.get(), sampling.max_tokens, locations)
+        room = budget.thinking_tokens if budget is not None else sampling.max_tokens  # what the first round needs
+        requests, length_errors = render_prompts(requests, engine.get(), room, locations)
         prompt_errors.update(length_errors)
     log.info("%s: %d samples to generate (%d stored before)", label, len(requests), len(store.done))
     if not requests:
         return RunCounts(), prompt_errors
     by_id = {problem.id: problem for problem in problems}
-    counts = stream_samples(requests, engine.get(), sampling, model, by_id, store, label)
+    if budget is None:
+        results = engine.get().generate(requests, sampling)
+    else:
+        forcer = BudgetForcer(engine.get(), sampling, budget)
+        results = forcer.generate(requests, {problem.id: problem.answer_type for problem in problems})
+    counts = stream_samples(requests, results, engine.get(), sampling, model, by_id, store, label)
     position = {problem.id: index for index, problem in enumerate(problems)}
     for problem_id, reason in counts.rejected_prompts.items():  # too long, as the server counts
         prompt_errors[problem_id] = RecordError(
@@ -310,8 +330,10 @@ def generate_shard(
     problem_errors: list[RecordError] | None = None,
     locations: Locations | None = None,
     provenance: dict[str, Any] | None = None,
+    budget: ThinkingBudgetConfig | None = None,
 ) -> dict[str, Any]:
-    """Fill one shard's trace file with the missing samples; write and return its summary."""
+    """Fill one shard's trace file with the missing samples; write and return its summary. With a
+    thinking `budget`, samples are budget-forced and their thinking counts go to a side file."""
     name = shard_name(config.shard_index, config.shard_count)
     sampling = config.sampling
     summary_path = shard_summary_path(shard_dir, name)
@@ -320,6 +342,8 @@ def generate_shard(
         shard_dir / f"{name}.jsonl", config.flush_every, config.flush_seconds, topk=sampling.logprobs
     ) as store:
         settings = trace_settings(model, sampling, config.per_sample_seeds)
+        if budget is not None:
+            settings["budget"] = budget.model_dump()
         fingerprint = check_settings(shard_dir / f"{name}.settings.json", settings, f"{name} in {shard_dir}")
         previous = previous_summary(summary_path)
         keys = {problem.id: exclusion_key(problem, model, fingerprint) for problem in problems}
@@ -331,7 +355,7 @@ def generate_shard(
         counts = RunCounts()
         if missing:
             counts, prompt_errors = sample_missing(
-                to_sample, model, config, missing, store, engine, locations, f"generate {name}"
+                to_sample, model, config, missing, store, engine, locations, f"generate {name}", budget
             )
             excluded.update({pid: {"key": keys[pid], "error": str(error)} for pid, error in prompt_errors.items()})
         expected = [(p.id, index) for p in problems if p.id not in excluded for index in range(sampling.n)]
@@ -342,6 +366,8 @@ def generate_shard(
             "n": sampling.n,
             **shard_metrics(store, expected, counts, len(problem_errors), len(excluded)),
         }
+    if counts.thinking:  # after the traces they describe are on disk
+        append_jsonl(thinking_path(shard_dir, name), counts.thinking)
     if engine.started and hasattr(engine.get(), "retries"):
         summary["gen/api_retries"] = engine.get().retries
     errors_path = shard_dir / f"{name}.errors.jsonl"
