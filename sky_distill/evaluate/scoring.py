@@ -51,23 +51,10 @@ def score_responses(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
-    code: SandboxConfig | None = None,  # the sandbox for code answers (default: auto)
-) -> list[EvalSample]:
-    """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
-    return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers, code))
-
-
-def iter_scored(
-    benchmark: str,
-    model_name: str,
-    responses: Iterable[Response],
-    problems: dict[str, Problem],
-    timeout_s: float,
-    workers: int,
     code: SandboxConfig | None = None,
 ) -> Iterator[EvalSample]:
-    """`score_responses` as a stream: responses are taken as the workers need them (a bounded
-    window in flight) and each scored sample is yielded in order."""
+    """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes, in order:
+    responses are taken as the workers need them (a bounded window in flight)."""
     waiting: deque[Response] = deque()
 
     def items() -> Iterator[tuple[str, int, str]]:

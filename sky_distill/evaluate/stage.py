@@ -267,7 +267,7 @@ def evaluate_benchmark(
     sandbox = code_sandbox(loaded.answer_type, code)
     responses = generate_samples(run, loaded, out, engine)
     problems = {problem.id: problem for problem in loaded.problems}
-    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code)
+    samples = list(score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code))
     summary = {
         "model": run.model.name,
         "model_path": str(Path(run.model.path).resolve()) if Path(run.model.path).exists() else run.model.path,
@@ -342,7 +342,7 @@ def score_external(
             bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
         )
         sandbox = code_sandbox(bench.answer_type, code)
-        samples = score_responses(name, model_name, responses, problems, timeout, config.workers, code)
+        samples = list(score_responses(name, model_name, responses, problems, timeout, config.workers, code))
         tokens_known = all(r.completion_tokens is not None for r in responses)
         summary = {
             "model": model_name,

@@ -120,12 +120,9 @@ class BudgetForcer:
             )
             still = []
             for thought, result in zip(active, results):
-                if result is None or result.error:
-                    thought.finish_reason = "error"
+                if not self.take(thought, result):
                     continue
-                thought.text += result.text
                 thought.thinking_tokens += result.completion_tokens
-                thought.generated_tokens += result.completion_tokens
                 step = next_thinking_step(thought, result.finish_reason, self.budget)
                 if step == "extend":
                     thought.text += self.budget.extend_with
@@ -143,12 +140,18 @@ class BudgetForcer:
         ready = [t for t in thoughts if t.finish_reason != "error"]
         results = self.run_round(ready, round_index, list(self.sampling.stop), lambda t: self.budget.answer_tokens)
         for thought, result in zip(ready, results):
-            if result is None or result.error:
-                thought.finish_reason = "error"
-                continue
-            thought.text += result.text
-            thought.generated_tokens += result.completion_tokens
-            thought.finish_reason = result.finish_reason
+            if self.take(thought, result):
+                thought.finish_reason = result.finish_reason
+
+    @staticmethod
+    def take(thought: Thought, result: SampleResult | None) -> bool:
+        """Append a round's text to the thought; a failed round marks it failed (False)."""
+        if result is None or result.error:
+            thought.finish_reason = "error"
+            return False
+        thought.text += result.text
+        thought.generated_tokens += result.completion_tokens
+        return True
 
     def generate(self, requests: list[SampleRequest], answer_types: Mapping[str, str]) -> Iterator[SampleResult]:
         """Think, then answer, every request (`answer_types`: by problem id, for the answer prefix)."""
