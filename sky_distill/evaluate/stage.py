@@ -11,6 +11,7 @@ With `eval.responses.path` an external responses file is scored instead; nothing
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,7 @@ def evaluate_model(
     model: ModelConfig,
     config: EvalConfig,
     registry: dict[str, BenchmarkSpec],
-    load: Any,  # name -> LoadedBenchmark, cached across models
+    load: Callable[[str], LoadedBenchmark],  # cached across models
     eval_dir: Path,
     cfg_plain: dict[str, Any],
     code: SandboxConfig | None = None,
@@ -315,7 +316,11 @@ def evaluate_model(
 
 
 def score_external(
-    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: SandboxConfig | None = None
+    config: EvalConfig,
+    load: Callable[[str], LoadedBenchmark],
+    eval_dir: Path,
+    cfg_plain: dict[str, Any],
+    code: SandboxConfig | None = None,
 ) -> dict[str, Any]:
     """Score a responses file against the benchmarks; no engine is started."""
     path = Path(config.responses.path)  # type: ignore[arg-type]

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
-def verdict_from_outcome(problem_id: str, sample_index: int, outcome: Any, timeout_s: float) -> Verdict:
+def verdict_from_outcome(
+    problem_id: str, sample_index: int, outcome: dict[str, Any] | Timeout | Failure, timeout_s: float
+) -> Verdict:
     """A `Verdict` from what a worker returned; an error's detail names the problem."""
     common = {
         "problem_id": problem_id,

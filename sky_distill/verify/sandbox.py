@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -630,7 +631,7 @@ def _collect(
     process: subprocess.Popen,
     limits: SandboxLimits,
     started: float,
-    over_disk: Any = None,
+    over_disk: Callable[[], bool] | None = None,
 ) -> tuple[bytes, bytes, str | None]:
     """Read stdout and stderr until both close; stop early on the time limit, the output cap or `over_disk()`."""
     buffers = {process.stdout: bytearray(), process.stderr: bytearray()}
