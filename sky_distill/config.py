@@ -6,6 +6,8 @@ validates every group, collects every problem and raises one `ConfigError` namin
 
 from __future__ import annotations
 
+import os
+import string
 from typing import Any, Literal, TypedDict, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -41,8 +43,6 @@ class PathsConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _absolute(cls, data: Any) -> Any:
-        import os
-
         if isinstance(data, dict):
             return {key: os.path.abspath(value) if isinstance(value, str) else value for key, value in data.items()}
         return data
@@ -164,8 +164,6 @@ class ModelConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> ModelConfig:
-        import string
-
         templates = {"prompt_template": self.prompt_template}
         templates.update({f"prompt_templates.{family}": text for family, text in self.prompt_templates.items()})
         for key, template in templates.items():

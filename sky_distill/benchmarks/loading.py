@@ -17,6 +17,7 @@ from sky_distill.benchmarks.rows import RowError, canonical_row, in_window, pars
 from sky_distill.config import BenchmarkOptions, TaskConfig
 from sky_distill.errors import MissingInputError, SkyDistillError
 from sky_distill.records import Problem, RecordError, iter_json_objects
+from sky_distill.tasks.loader import load_task_problems
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCAL_FIELDS = {"id": "id", "problem": "problem"}
@@ -239,8 +240,6 @@ def load_task_benchmark(task: TaskConfig, options: BenchmarkOptions) -> LoadedBe
 
     Problems that are also training problems (same id or same text) are an error, not a score.
     """
-    from sky_distill.tasks.loader import load_task_problems
-
     held_out = held_out_task(task)
     problems, errors = load_task_problems(held_out, "test")
     train, _ = load_task_problems(task, "train")

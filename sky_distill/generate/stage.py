@@ -11,6 +11,7 @@ generates only the missing samples.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 def exit_on_sigterm() -> None:
     """SLURM sends SIGTERM before it kills a job: leave through `finally`, so buffered samples are written."""
-    import signal
-
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 

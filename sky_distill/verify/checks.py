@@ -74,7 +74,7 @@ def prepare_worker(code_settings: SandboxConfig | None = None) -> None:
     verifier (math-verify, sympy). The pool starts timing an item only once the worker takes it,
     so these seconds never count against an item's timeout: on a loaded machine they used to,
     and every item of a stage could time out while its replacement workers were importing."""
-    from sky_distill.verify.code import configure
+    from sky_distill.verify.code import configure  # as above: code.py imports this module
 
     configure(code_settings)
     check_response("math", "\\boxed{\\frac{1}{2}}", "0.5")
