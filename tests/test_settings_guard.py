@@ -6,7 +6,7 @@ import pytest
 
 from sky_distill.benchmarks.registry import load_registry
 from sky_distill.config import EvalConfig, ModelConfig
-from sky_distill.evaluate.stage import plan_run, resume_settings
+from sky_distill.evaluate.benchmark_run import plan_run, resume_settings
 from sky_distill.settings_guard import SettingsChangedError, check_settings, recorded_settings
 
 
@@ -25,7 +25,9 @@ def test_an_eval_may_add_samples_but_not_change_how_they_are_made(tmp_path):
     spec, model = load_registry()["gsm8k"], ModelConfig(name="m", path="m")
     run = plan_run("gsm8k", model, spec, EvalConfig(benchmarks=["gsm8k"], models=["m"], sampling={"n": 2}))
     more = plan_run("gsm8k", model, spec, EvalConfig(benchmarks=["gsm8k"], models=["m"], sampling={"n": 4}))
-    hotter = plan_run("gsm8k", model, spec, EvalConfig(benchmarks=["gsm8k"], models=["m"], sampling={"n": 2, "temperature": 0.9}))
+    hotter = plan_run(
+        "gsm8k", model, spec, EvalConfig(benchmarks=["gsm8k"], models=["m"], sampling={"n": 2, "temperature": 0.9})
+    )
     path = tmp_path / "settings.json"
     check_settings(path, resume_settings(run), "eval")
     check_settings(path, resume_settings(more), "eval")

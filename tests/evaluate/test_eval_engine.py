@@ -9,7 +9,7 @@ import pytest
 from sky_distill.benchmarks.loading import resolve_benchmark
 from sky_distill.benchmarks.registry import load_registry
 from sky_distill.config import EvalConfig, ModelConfig, ThinkingBudgetConfig
-from sky_distill.evaluate.stage import evaluate_benchmark, generate_samples, plan_run
+from sky_distill.evaluate.benchmark_run import evaluate_benchmark, generate_samples, plan_run
 from sky_distill.generate.sampling import LazyEngine
 from sky_distill.records import EvalSample, Trace, read_jsonl_strict
 from sky_distill.settings_guard import SettingsChangedError
