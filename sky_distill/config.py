@@ -523,6 +523,28 @@ class EvalConfig(ConfigModel):
     table: EvalTableConfig = EvalTableConfig()
 
 
+class ExportConfig(ConfigModel):
+    """What `sky-distill export` writes and pushes (sky_distill/export)."""
+
+    dataset: Literal["verified", "all"] | None = "verified"
+    name: str | None = None
+    model: str | None = None
+    harness: bool = True
+    push: bool = False
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    endpoint: str | None = None
+    private: bool = True
+
+    @model_validator(mode="after")
+    def _repos_to_push(self) -> ExportConfig:
+        if self.push and self.dataset and not self.dataset_repo:
+            raise ValueError("push needs export.dataset_repo (owner/name), or export.dataset=null")
+        if self.push and self.model and not self.model_repo:
+            raise ValueError("push needs export.model_repo (owner/name), or export.model=null")
+        return self
+
+
 def _validate(cls: type[ConfigModel], data: Any, prefix: str, problems: list[str]) -> Any:
     try:
         return cls.model_validate(data)
@@ -580,6 +602,7 @@ STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
         "paths": PathsConfig,
     },
     "table": {"paths": PathsConfig, "eval": EvalConfig},
+    "export": {"export": ExportConfig, "paths": PathsConfig},
 }
 STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
 STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]

@@ -86,9 +86,13 @@ LAYOUT_FILES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] 
 }
 
 
-def read_fixture(path: str | Path, rows: int, offset: int = 0) -> list[dict[str, Any]]:
+def read_fixture(path: str | Path, rows: int) -> list[dict[str, Any]]:
+    """The `rows` fixture rows with the shortest problems (in file order): prompts a tiny student's
+    context holds, so every layout's examples keep response tokens to learn."""
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle][offset : offset + rows]
+        every = [json.loads(line) for line in handle]
+    chosen = sorted(range(len(every)), key=lambda index: (len(every[index]["problem"]), index))[:rows]
+    return [every[index] for index in sorted(chosen)]
 
 
 def write_file(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -105,13 +109,12 @@ def write_file(path: Path, rows: list[dict[str, Any]]) -> None:
         path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
-def write_layout_files(out_dir: str | Path, fixture: list[dict[str, Any]], step: int = 0) -> dict[str, Path]:
-    """One file per layout in `out_dir`; each takes a different slice of the fixture rows when `step` > 0."""
+def write_layout_files(out_dir: str | Path, fixture: list[dict[str, Any]]) -> dict[str, Path]:
+    """One file per layout in `out_dir`, each holding every fixture row."""
     out_dir = Path(out_dir)
     written = {}
-    for index, (name, (_, convert)) in enumerate(LAYOUT_FILES.items()):
-        rows = fixture[index * step : index * step + len(fixture)] if step else fixture
-        write_file(out_dir / name, [convert(row) for row in rows])
+    for name, (_, convert) in LAYOUT_FILES.items():
+        write_file(out_dir / name, [convert(row) for row in fixture])
         written[name] = out_dir / name
     return written
 

@@ -138,7 +138,7 @@ def _row_id(row: Mapping[str, Any]) -> str | None:
 
 
 def _gold(row: Mapping[str, Any]) -> str:
-    for name in ("answer", "gold", "ground_truth", "solution"):
+    for name in ("answer", "gold", "ground_truth", "ground_truth_solution", "solution"):
         value = row.get(name)
         if isinstance(value, (str, int, float)) and str(value).strip():
             return str(value)
