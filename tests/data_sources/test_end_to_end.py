@@ -48,7 +48,9 @@ def test_an_external_trace_set_is_reverified_and_curated(reverified, fixture_row
     assert completion(run_dir / "verify") is not None
 
 
-def test_the_student_trains_on_every_layout_with_weights_on_two_ranks(reverified, layout_files, tiny_model_dir):
+@pytest.fixture(scope="module")
+def trained(reverified, layout_files, tiny_model_dir):
+    """`sky-distill train` over one file per layout (weights 0.5 for parquet, 1 else) plus the re-verified traces (2)."""
     from sky_distill.train.stage import run
 
     run_dir, _ = reverified
@@ -70,7 +72,11 @@ def test_the_student_trains_on_every_layout_with_weights_on_two_ranks(reverified
     cfg = compose_config(overrides, "train")
     cfg.train.data = data  # the form a YAML list of mappings takes
     run(cfg)
-    output = Path(run_dir) / "train" / "byod"
+    return Path(run_dir) / "train" / "byod"
+
+
+def test_the_student_trains_on_every_layout_with_weights_on_two_ranks(trained):
+    output = trained
     sources = json.loads((output / "data" / "data_sources.json").read_text())["sources"]
     layouts = {s["name"]: s["layout"] for s in sources}
     assert layouts == {
@@ -90,3 +96,36 @@ def test_the_student_trains_on_every_layout_with_weights_on_two_ranks(reverified
     assert (output / "final" / "config.json").exists()
     examples = [json.loads(line) for line in (output / "data" / "s1k.jsonl").open()]
     assert examples[0]["messages"][-1]["content"].startswith("<|begin_of_thought|>")
+
+
+def test_export_round_trips_through_datasets_and_pushes_to_a_folder_hub(reverified, trained, tiny_model_dir, tmp_path):
+    """`sky-distill export`: parquet + card that `datasets.load_dataset` opens, a model card, a push (file:// hub)."""
+    import datasets
+
+    from sky_distill.export.stage import run
+
+    run_dir, report = reverified
+    hub = tmp_path / "hub"
+    overrides = [
+        f"paths.run_dir={run_dir}",
+        "export.model=byod",
+        "export.push=true",
+        "export.dataset_repo=me/reverified",
+        "export.model_repo=me/byod",
+        f"export.endpoint=file://{hub}",
+    ]
+    summary = run(compose_config(overrides, "export"))
+    kept = [json.loads(line) for line in (run_dir / "verify" / "sft" / "verified.jsonl").open()]
+    for where in (run_dir / "export" / "dataset", hub / "datasets" / "me" / "reverified"):
+        rows = datasets.load_dataset(str(where), split="train")
+        assert len(rows) == len(kept) == summary["export/dataset"]["examples"]
+        assert rows[0]["messages"] == kept[0]["messages"] and json.loads(rows[0]["metadata"]) == kept[0]["metadata"]
+    card = (run_dir / "export" / "dataset" / "README.md").read_text()
+    assert f"version {report['verifier_version']}" in card
+    assert f"acceptance {report['verify/acceptance_rate']:.1%}" in card
+    assert "| openthoughts | sharegpt |" not in card and "openthoughts" in card
+    assert "Not decontaminated" in card
+    model_card = (hub / "models" / "me" / "byod" / "README.md").read_text()
+    assert f"base_model: {tiny_model_dir}" in model_card
+    assert "## Training curve\n3 steps" in model_card and "datasets:\n- me/reverified" in model_card
+    assert (hub / "models" / "me" / "byod" / "model.safetensors").exists()
