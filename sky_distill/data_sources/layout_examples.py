@@ -1,14 +1,16 @@
 """Files in each public layout, written from Sky-T1 traces (problem, gold, trace, thought, solution):
 what the tests and the README's examples train on and re-verify, since no Hub is reachable here.
 
-    python -m sky_distill.data_sources.layout_examples OUT_DIR [--rows N] [--fixture PATH]
+    python -m sky_distill.data_sources.layout_examples OUT_DIR [--rows N] [--fixture PATH] [--outputs]
 
 Writes sky_t1_data_17k.json (JSON array, ShareGPT with a top-level system prompt and Sky-T1 markers,
 as NovaSky-AI/Sky-T1_data_17k), bespoke_stratos.jsonl (the same, as bespokelabs/Bespoke-Stratos-17k),
 openthoughts.parquet (the same plus the gold solution, as OpenThoughts-114k's metadata config),
 sharegpt_classic.jsonl (human/gpt roles, system turn, <think> tags), openai_messages.jsonl,
 s1k.parquet (question, solution, thinking_trajectories, attempt) and openr1_math.jsonl (problem,
-answer, generations with correctness lists).
+answer, generations with correctness lists). With --outputs, also openthoughts_outputs.parquet: the
+hand-labelled model outputs of ../shared/fixtures/model_outputs_dev.jsonl (right and wrong answers) in
+the OpenThoughts layout, problems joined from ../shared/benchmarks, for re-verification.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ SKY_T1_SYSTEM = (
     "Your role as an assistant involves thoroughly exploring questions through a systematic long thinking "
     "process before providing the final precise and accurate solutions."
 )
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sky_t1_traces_sample.jsonl"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEFAULT_FIXTURE = SHARED / "fixtures" / "sky_t1_traces_sample.jsonl"
 
 
 def _think(row: dict[str, Any]) -> str:
@@ -119,14 +122,41 @@ def write_layout_files(out_dir: str | Path, fixture: list[dict[str, Any]]) -> di
     return written
 
 
+def outputs_rows(outputs: str | Path, benchmarks_dir: str | Path) -> list[dict[str, Any]]:
+    """Labelled model outputs as OpenThoughts rows: system, conversations, ground_truth_solution, source."""
+    problems: dict[str, dict[str, Any]] = {}
+    rows = []
+    with open(outputs, encoding="utf-8") as handle:
+        for line in handle:
+            output = json.loads(line)
+            if output["benchmark"] not in problems:
+                with open(Path(benchmarks_dir) / f"{output['benchmark']}.jsonl", encoding="utf-8") as bench:
+                    problems[output["benchmark"]] = {row["id"]: row for row in map(json.loads, bench)}
+            problem = problems[output["benchmark"]][output["problem_id"]]["problem"]
+            row = _sharegpt_sky_t1({"problem": problem, "trace": output["response"]})
+            row.update(
+                ground_truth_solution=f"$\\boxed{{{output['gold']}}}$",
+                source=output["benchmark"],
+                label=str(output["label"]),
+                model=output["model"],
+            )
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
     parser.add_argument("--rows", type=int, default=24)
     parser.add_argument("--fixture", default=str(DEFAULT_FIXTURE))
+    parser.add_argument("--outputs", action="store_true", help="also write openthoughts_outputs.parquet")
     args = parser.parse_args()
     for name, path in write_layout_files(args.out_dir, read_fixture(args.fixture, args.rows)).items():
         print(f"{path}  ({LAYOUT_FILES[name][0]})")
+    if args.outputs:
+        path = Path(args.out_dir) / "openthoughts_outputs.parquet"
+        write_file(path, outputs_rows(SHARED / "fixtures" / "model_outputs_dev.jsonl", SHARED / "benchmarks"))
+        print(f"{path}  (sharegpt)")
 
 
 if __name__ == "__main__":

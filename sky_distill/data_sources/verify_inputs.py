@@ -60,7 +60,7 @@ def to_trace(sample: Sample, source: DataSource, label: str, pid: str, index: in
         model=model,
         engine="external",
         engine_version=source.hub or source.path or "",
-        sampling={"external": True, "completion_tokens": "whitespace-separated words"},
+        sampling={"external": "not recorded by the source set", "completion_tokens": "whitespace-separated words"},
         prompt_tokens=0,
         completion_tokens=len(((sample.reasoning or "") + " " + sample.response).split()),
         finish_reason="length" if cut else "stop",

@@ -23,6 +23,7 @@ def curve_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     low = min(losses, key=lambda item: item[1])
     return {
         "steps": losses[-1][0],
+        "first_step": losses[0][0],
         "first_loss": losses[0][1],
         "last_loss": losses[-1][1],
         "lowest_loss": low[1],
@@ -86,12 +87,14 @@ def model_card(
     if dataset_repo:
         lines.append(f"- published as `{dataset_repo}`")
     parts.append("## Data\n" + "\n".join(lines))
-    recipe = "\n".join(f"| {key} | {train[key]} |" for key in RECIPE_KEYS if key in train)
+    keys = [key for key in RECIPE_KEYS if key in train and (key != "data_format" or sources)]
+    recipe = "\n".join(f"| {key} | {train[key]} |" for key in keys)
     zero = job.get("zero", {}).get("stage")
     parts.append(f"## Recipe\n| key | value |\n|---|---|\n{recipe}\n| deepspeed zero stage | {zero} |")
     if curve["steps"]:
         text = (
-            f"{curve['steps']} steps; loss {curve['first_loss']:.4f} at step 1, {curve['last_loss']:.4f} at the end, "
+            f"{curve['steps']} steps; loss {curve['first_loss']:.4f} at step {curve['first_step']}, "
+            f"{curve['last_loss']:.4f} at step {curve['steps']}, "
             f"lowest {curve['lowest_loss']:.4f} (step {curve['lowest_at']})"
             + (f"; {curve['tokens']} tokens" if "tokens" in curve else "")
             + "."
