@@ -142,3 +142,17 @@ def test_mixing_weights_repeat_and_sample_examples(layout_files, tmp_path):
     examples = read_jsonl_strict(files[0], SFTExample)
     assert len(examples) == 24 and examples[0].metadata["layout"] == "openai_messages"
     assert json.loads((tmp_path / "data_sources.json").read_text())["sources"][0]["layout"] == "openai_messages"
+
+
+def test_a_hub_source_is_read_through_datasets(layout_files, tmp_path):
+    """`hub:` goes through `datasets.load_dataset(id, config, split=...)`; a local dataset folder stands in."""
+    import shutil
+
+    folder = tmp_path / "s1k-dataset"
+    (folder / "data").mkdir(parents=True)
+    shutil.copy(layout_files["s1k.parquet"], folder / "data" / "train-00000-of-00001.parquet")
+    source = parse_sources([{"hub": str(folder), "split": "train", "name": "s1k_hub"}])[0]
+    report = SourceReport(source.label, str(folder), 1.0)
+    samples = list(iter_samples(source, report))
+    assert report.layout == "s1k" and len(samples) == report.rows == 8
+    assert samples[0][0] == f"hf://{folder}/default/train" and samples[0][1] == 1
