@@ -92,7 +92,9 @@ def model_card(
     zero = job.get("zero", {}).get("stage")
     parts.append(f"## Recipe\n| key | value |\n|---|---|\n{recipe}\n| deepspeed zero stage | {zero} |")
     if curve["steps"] and curve["first_step"] == curve["steps"]:
-        text = f"{curve['steps']} steps; loss {curve['last_loss']:.4f} at the end (the only logged step: train.log_every)."
+        text = (
+            f"{curve['steps']} steps; loss {curve['last_loss']:.4f} at the end (the only logged step: train.log_every)."
+        )
     elif curve["steps"]:
         text = (
             f"{curve['steps']} steps; loss {curve['first_loss']:.4f} at step {curve['first_step']}, "

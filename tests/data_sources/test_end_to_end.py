@@ -33,7 +33,10 @@ def test_an_external_trace_set_is_reverified_and_curated(reverified, fixture_row
     samples = len(fixture_rows) * 3  # one OpenThoughts response, two OpenR1 generations per problem
     assert report["verify/samples"] == samples
     external = report["inputs"]["external"]["sources"]
-    assert [(s["name"], s["layout"]) for s in external] == [("openthoughts", "sharegpt"), ("openr1_math", "openr1_math")]
+    assert [(s["name"], s["layout"]) for s in external] == [
+        ("openthoughts", "sharegpt"),
+        ("openr1_math", "openr1_math"),
+    ]
     by_source = report["verify/by_group"]
     openthoughts = by_source["source=openthoughts"]
     assert openthoughts["samples"] == len(fixture_rows)
@@ -54,7 +57,9 @@ def trained(reverified, layout_files, tiny_model_dir):
     from sky_distill.train.stage import run
 
     run_dir, _ = reverified
-    data = [{"path": str(path), "weight": 0.5 if name.endswith(".parquet") else 1} for name, path in layout_files.items()]
+    data = [
+        {"path": str(path), "weight": 0.5 if name.endswith(".parquet") else 1} for name, path in layout_files.items()
+    ]
     data.append({"path": str(run_dir / "verify" / "sft" / "verified.jsonl"), "name": "reverified", "weight": 2})
     overrides = [
         f"paths.run_dir={run_dir}",
@@ -117,7 +122,7 @@ def test_export_round_trips_through_datasets_and_pushes_to_a_folder_hub(reverifi
     summary = run(compose_config(overrides, "export"))
     kept = [json.loads(line) for line in (run_dir / "verify" / "sft" / "verified.jsonl").open()]
     for where in (run_dir / "export" / "dataset", hub / "datasets" / "me" / "reverified"):
-        rows = datasets.load_dataset(str(where), split="train")
+        rows = datasets.load_dataset(str(where), split="train", cache_dir=str(tmp_path / "cache" / where.name))
         assert len(rows) == len(kept) == summary["export/dataset"]["examples"]
         assert rows[0]["messages"] == kept[0]["messages"] and json.loads(rows[0]["metadata"]) == kept[0]["metadata"]
     card = (run_dir / "export" / "dataset" / "README.md").read_text()

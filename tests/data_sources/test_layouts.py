@@ -67,7 +67,9 @@ def test_an_unknown_layout_names_file_line_and_the_fields_found(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text('{"prompt": "hi", "completion": "yo"}\n')
     source = parse_sources(str(path))[0]
-    with pytest.raises(UnknownLayoutError, match=rf"{path}:1: <layout>: no known layout .* fields found: completion, prompt"):
+    with pytest.raises(
+        UnknownLayoutError, match=rf"{path}:1: <layout>: no known layout .* fields found: completion, prompt"
+    ):
         list(iter_samples(source, SourceReport("mine", str(path), 1.0)))
 
 
@@ -109,7 +111,10 @@ def test_sources_from_strings_mappings_globs_and_folders(layout_files, tmp_path)
     folder = layout_files["s1k.parquet"].parent
     files = source_files(parse_sources(str(folder))[0])
     assert {path.name for path in files} == set(EXPECTED_LAYOUTS)
-    assert [p.name for p in source_files(parse_sources(f"{folder}/*.parquet")[0])] == ["openthoughts.parquet", "s1k.parquet"]
+    assert [p.name for p in source_files(parse_sources(f"{folder}/*.parquet")[0])] == [
+        "openthoughts.parquet",
+        "s1k.parquet",
+    ]
     hub, local = parse_sources(["bespokelabs/Bespoke-Stratos-17k", {"path": str(folder / "s1k.parquet"), "weight": 2}])
     assert (hub.hub, hub.split, local.weight) == ("bespokelabs/Bespoke-Stratos-17k", "train", 2)
     twice = parse_sources([str(folder / "s1k.parquet"), str(folder / "s1k.parquet")])
