@@ -1,6 +1,8 @@
 """The SFT data as a Hugging Face dataset: `data/train-00000-of-00001.parquet` plus a README.md card
-(sources, teachers, sampling, verifier version, acceptance, decontamination counts) whose YAML header
-lets `datasets.load_dataset(<folder or repo>)` open it.
+(sources, teachers, sampling, verifier version, acceptance, decontamination counts);
+`datasets.load_dataset(<folder or repo>)` finds the train split by the file name. The card declares no
+`configs:`: with one, datasets 5.2 caches a local folder by its name alone, so two runs' exports
+(both `export/dataset`) would load as whichever was read first.
 
 Columns: `messages` (role, content), `problem_id`, `sample_index`, `source`, `metadata` (a JSON string:
 its keys vary with the teacher and engine, so one schema holds every record).
@@ -103,15 +105,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def dataset_card(name: str, facts: dict[str, Any], fingerprint: str) -> str:
-    """README.md of the dataset: YAML header (configs for `load_dataset`) and the facts as Markdown."""
+    """README.md of the dataset: YAML header (tags) and the facts as Markdown."""
     header = "\n".join(
         [
             "---",
-            "configs:",
-            "- config_name: default",
-            "  data_files:",
-            "  - split: train",
-            "    path: data/train-*.parquet",
             "tags:",
             "- sky-distill",
             "- distillation",

@@ -122,7 +122,7 @@ def test_export_round_trips_through_datasets_and_pushes_to_a_folder_hub(reverifi
     summary = run(compose_config(overrides, "export"))
     kept = [json.loads(line) for line in (run_dir / "verify" / "sft" / "verified.jsonl").open()]
     for where in (run_dir / "export" / "dataset", hub / "datasets" / "me" / "reverified"):
-        rows = datasets.load_dataset(str(where), split="train", cache_dir=str(tmp_path / "cache" / where.name))
+        rows = datasets.load_dataset(str(where), split="train")  # default cache: exports must not collide
         assert len(rows) == len(kept) == summary["export/dataset"]["examples"]
         assert rows[0]["messages"] == kept[0]["messages"] and json.loads(rows[0]["metadata"]) == kept[0]["metadata"]
     card = (run_dir / "export" / "dataset" / "README.md").read_text()
