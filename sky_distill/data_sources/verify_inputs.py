@@ -94,7 +94,7 @@ def write_external_traces(spec: Any, out_dir: str | Path) -> tuple[Path, Path, d
                             source=label,
                             answer_type=source.answer_type,
                             tests=sample.tests,
-                            metadata={"row_id": sample.row_id, "set_label": sample.correct},
+                            metadata={"row_id": sample.row_id},
                         )
                     )
                 traces.write(to_trace(sample, source, label, pid, sample_counts[pid], row))
