@@ -343,6 +343,8 @@ class VerifyConfig(ConfigModel):
     dedup: DedupConfig = DedupConfig()
     decontaminate: DecontaminateConfig = DecontaminateConfig()
     sft: SFTFormatConfig = SFTFormatConfig()
+    # an external trace set to judge instead of this run's generation (same forms as train.data)
+    traces: str | dict[str, Any] | list[str | dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _k_for_policy(self) -> VerifyConfig:
@@ -389,7 +391,10 @@ class DistillConfig(ConfigModel):
 
 class TrainConfig(ConfigModel):
     name: str = Field(min_length=1)
-    data: Literal["verified", "all"] = "verified"
+    # verified | all (this run's traces), or files / Hub datasets: a path, glob, `owner/name`, a mapping
+    # {path|hub, config, split, weight, layout, fields}, or a list of them (sky_distill.data_sources)
+    data: Literal["verified", "all"] | str | dict[str, Any] | list[str | dict[str, Any]] = "verified"
+    data_format: Literal["raw", "think", "sky_t1"] = "raw"  # files / datasets: how the thinking is written
     init: str = Field(min_length=1)  # the student to start from: Hub id or path
     epochs: float = Field(default=3.0, gt=0)
     max_steps: int | None = Field(default=None, gt=0)
@@ -426,6 +431,12 @@ class TrainConfig(ConfigModel):
     log_every: int = Field(default=10, gt=0)
     save_every: int | None = Field(default=None, gt=0)
     keep_last: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _name_is_a_name(self) -> TrainConfig:
+        if any(character in self.name for character in "/[{\\"):
+            raise ValueError(f"name {self.name!r} is not a directory name; set train.name when train.data names files")
+        return self
 
 
 class LoggerConfig(ConfigModel):
@@ -527,6 +538,28 @@ class EvalConfig(ConfigModel):
     confidence: float = Field(default=0.95, gt=0, lt=1)
     rescore: bool = False  # re-verify finished samples (after a verifier change) without generating
     table: EvalTableConfig = EvalTableConfig()
+
+
+class ExportConfig(ConfigModel):
+    """What `sky-distill export` writes and pushes (sky_distill/export)."""
+
+    dataset: Literal["verified", "all"] | None = "verified"
+    name: str | None = None
+    model: str | None = None
+    harness: bool = True
+    push: bool = False
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    endpoint: str | None = None
+    private: bool = True
+
+    @model_validator(mode="after")
+    def _repos_to_push(self) -> ExportConfig:
+        if self.push and self.dataset and not self.dataset_repo:
+            raise ValueError("push needs export.dataset_repo (owner/name), or export.dataset=null")
+        if self.push and self.model and not self.model_repo:
+            raise ValueError("push needs export.model_repo (owner/name), or export.model=null")
+        return self
 
 
 class OffloadConfig(BaseModel):
@@ -679,6 +712,11 @@ class TableGroups(TypedDict):
     eval: EvalConfig
 
 
+class ExportGroups(TypedDict):
+    export: ExportConfig
+    paths: PathsConfig
+
+
 class PipelineGroups(TypedDict):
     teacher: ModelConfig
     student: ModelConfig
@@ -690,6 +728,7 @@ class PipelineGroups(TypedDict):
     logger: LoggerConfig
     deepspeed: DeepSpeedConfig
     eval: EvalConfig
+    export: ExportConfig
     pipeline: PipelineConfig
 
 
@@ -701,6 +740,7 @@ STAGE_TYPES: dict[str, type] = {
     "train": TrainGroups,
     "eval": EvalGroups,
     "table": TableGroups,
+    "export": ExportGroups,
     "pipeline": PipelineGroups,
     "plan": PipelineGroups,
 }
@@ -724,6 +764,8 @@ def stage_config(cfg: Any, stage: Literal["train"]) -> TrainGroups: ...
 def stage_config(cfg: Any, stage: Literal["eval"]) -> EvalGroups: ...
 @overload
 def stage_config(cfg: Any, stage: Literal["table"]) -> TableGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["export"]) -> ExportGroups: ...
 @overload
 def stage_config(cfg: Any, stage: Literal["pipeline", "plan"]) -> PipelineGroups: ...
 def stage_config(cfg: Any, stage: str) -> Any:

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from sky_distill.config import stage_config, to_container
-from sky_distill.errors import MissingInputError
+from sky_distill.data_sources.verify_inputs import trace_inputs
 from sky_distill.records import JsonlWriter, RecordError, Trace, iter_jsonl_offsets
 from sky_distill.runs import (
-    completion,
     fingerprint_files,
     mark_complete,
     provenance,
@@ -64,15 +63,11 @@ def _prepare_progress(stage_dir: Path, settings: dict[str, Any]) -> Path:
 def run(cfg: Any) -> dict[str, Any]:
     typed = stage_config(cfg, "verify")
     config, paths = typed["verify"], typed["paths"]
-    generate_dir = Path(paths.run_dir) / "generate"
     stage_dir = Path(paths.run_dir) / "verify"
-    if completion(generate_dir) is None:
-        raise MissingInputError(
-            f"no complete generation in {generate_dir}; run `sky-distill generate` (and merge shards) first"
-        )
+    # this run's generation, or an external trace set (verify.traces; README, Bring your own data)
+    traces_path, problems_path, external = trace_inputs(config.traces, paths.run_dir)
     started = time.monotonic()
-    traces_path = generate_dir / "traces.jsonl"
-    problems = ProblemFile(generate_dir / "problems.jsonl")
+    problems = ProblemFile(problems_path)
 
     # Verification: the traces stream through the workers; verdicts stream to their file.
     code = config.sandbox
@@ -156,7 +151,8 @@ def run(cfg: Any) -> dict[str, Any]:
         "policy": config.model_dump(),
         "inputs": {
             "traces": fingerprint_files([traces_path]),
-            "problems": fingerprint_files([generate_dir / "problems.jsonl"]),
+            "problems": fingerprint_files([problems_path]),
+            **({"external": external} if external else {}),
         },
         "provenance": provenance("verify", to_container(cfg)),
     }
