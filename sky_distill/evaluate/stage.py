@@ -27,6 +27,7 @@ from sky_distill.config import (
 from sky_distill.errors import SkyDistillError
 from sky_distill.evaluate.benchmark_run import code_sandbox, evaluate_model
 from sky_distill.evaluate.external import score_external
+from sky_distill.evaluate.harness_layout import write_harness_layout
 from sky_distill.models.hub_check import check_hub_model
 from sky_distill.models.reference import check_model_reference, is_hub_id
 
@@ -88,18 +89,30 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return headline(score_external(config, load, run_dir / "eval", plain, code))
-    models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
+        results = score_external(config, load, run_dir / "eval", plain, code)
+    else:
+        models = models_to_evaluate(config, typed["teacher"], typed["student"], run_dir)
+        results = {
+            model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
+        }
+    harness_dir = run_dir / "eval" / "harness"
+    files = write_harness_layout(run_dir / "eval", harness_dir)
+    log.info("lm-evaluation-harness / lighteval layout: %d files in %s", len(files), harness_dir)
+    return headline(results)
+
+
+def models_to_evaluate(
+    config: EvalConfig, teacher: ModelConfig, student: ModelConfig, run_dir: Path
+) -> list[ModelConfig]:
+    """The models `eval.models` names, each checked to be loadable before any of them runs."""
+    models = [resolve_model(name, teacher, student, run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
             check_hub_model(model.path, "eval model", "eval.models=[/path/to/model]", model.revision)
-    results = {
-        model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
-    }
-    return headline(results)
+    return models
 
 
 def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
