@@ -499,15 +499,15 @@ def _compare(pred: str, gold: str) -> bool:
     """math-verify with the checks around it: relative numbers, equations, identities."""
     if _percent_as_ratio(pred, gold):
         return True
+    sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
+    if sides is not None:  # the values decide: no parse of the whole equation, no Eq-against-value verify
+        return _compare_values(*sides)
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
     if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
         return False
     if _verify(gold_forms, pred_forms):
         bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
         return not (bare and _numbers_differ(gold_forms, pred_forms))
-    sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
-    if sides is not None and _compare_values(*sides):
-        return True
     if not (_trusted(gold_forms) and _trusted(pred_forms)) or not gold_forms or not pred_forms:
         return False
     return _same_equation(pred_forms, gold_forms) or _same_at_random_points(pred_forms[0], gold_forms[0])
