@@ -17,7 +17,7 @@ import math
 import re
 
 _UNWRAP = re.compile(r"\\(?:text|textrm|mathrm|mbox|textit)\s*\{([^{}]*)\}")
-_CONDITION_WORDS = r"(?:for|with|when|where|if|provided|assuming)"
+_CONDITION_WORDS = r"(?:for|with|when|where|if|provided|assuming|since|because|given)"
 _PER_CASE = re.compile(rf"\(\s*{_CONDITION_WORDS}\b[^()]*\)", re.IGNORECASE)
 _TRAILING_CONDITION = re.compile(
     rf"(?:,|;|\\quad|\\qquad|\\[,;:]|\s)*\b{_CONDITION_WORDS}\b(?:\s+(?:all|every|some|any|each|probability))?\s+.*$",
@@ -53,6 +53,21 @@ def minutes_of_day(text: str) -> float | None:
     if meridiem:
         hours = hours % 12 + (12 if meridiem == "p" else 0)
     return hours * 60 + minutes + seconds / 60
+
+
+def expand_plus_minus(text: str) -> str:
+    """`1, \\frac{3 \\pm \\sqrt{21}}{2}` -> `1, \\frac{3 + \\sqrt{21}}{2}, \\frac{3 - \\sqrt{21}}{2}`: each
+    top-level part with one `\\pm` becomes its two values (a list of solutions)."""
+    if "\\pm" not in text:
+        return text
+    parts = [part.strip() for part in re.split(r",(?![^()\[\]{}]*[)\]}])", text)]
+    expanded = []
+    for part in parts:
+        if part.count("\\pm") == 1 and "\\mp" not in part:
+            expanded += [part.replace("\\pm", "+"), part.replace("\\pm", "-")]
+        else:
+            expanded.append(part)
+    return ", ".join(expanded)
 
 
 def rewrite_mixed_number(text: str) -> str:

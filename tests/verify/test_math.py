@@ -156,6 +156,13 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
         ("x = 2 \\text{ or } x = -3", "-3, 2", True),
         ("2", "-3$,$2", False),
         ("1, 2, 4", "1,2,3", False),  # a list is never read as the number 1.2
+        ("x = 1, x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", True),
+        ("x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", False),
+        ("\\pm 2", "2", False),
+        ("x = 2 \\text{ (since } x > 1)", "2", True),
+        # a named value with a step function is compared by math-verify, not at random points
+        ("\\left\\lfloor \\frac{n}{3} \\right\\rfloor + 1", "N(n) = \\lfloor \\frac{n}{3} \\rfloor + 1", True),
+        ("\\lfloor \\frac{n}{3} \\rfloor", "N(n) = \\lfloor \\frac{n}{3} \\rfloor + 1", False),
         # precision follows the gold's stated digits
         ("3.15 \\times 10^{-5}", "3.14\\times10^{-5}", False),
         ("3.15 \\times 10^{-5} \\text{ m}", "3.14e-5", False),
