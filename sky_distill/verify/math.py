@@ -198,6 +198,7 @@ def normalize_bare(text: str) -> str:
     text = forms.unify_derivatives(text)  # sympy reads d M / d t of a bare symbol as 0
     text = _BARE_ARGUMENT.sub(r"\\\1\2(\3)", text)  # `\cos^2 t` -> `\cos^2(t)`: math-verify stops at the space
     text = _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text)
+    text = re.sub(r"(\d)\s*x\s*10\s*\^", r"\1\\times 10^", text)  # `3.2 x 10^5`
     text = re.sub(r"(\d)\.(?=\s*(?:[/)\]},]|$))", r"\1", text)  # `-1./3`: a trailing point
     text = re.sub(r"\\(?:mathrm|text|operatorname)\{([a-zA-Z])\}", r"\1", text)  # \mathrm{e}: math-verify stops at it
     text = re.sub(r"_\{?\\([a-zA-Z]+)\}?", r"_{\1}", text)  # L_{\odot}: a name, not a command
@@ -237,6 +238,36 @@ def _inner_timeout() -> int | None:
     return INNER_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
+_TRAILING_LETTER = re.compile(r"(?:^|[\s\d}])([a-zA-Z])\s*$")
+_NUMERIC_FORMATTING = re.compile(r"\\(?:times|cdot|[,;:! ]|quad|qquad|(?:text|mathrm|mbox)\s*\{[^{}]*\})|~")
+
+
+def _ends_in_variable(bare: str) -> bool:
+    """Whether a bare answer ends in a one-letter variable that math-verify would drop as a unit: an
+    expression (`\\frac{1}{m} t`, `2\\pi r h`), not a number with a unit (`5 m`, `1.6 \\times 10^3 m`)."""
+    match = _TRAILING_LETTER.search(bare)
+    if not match:
+        return False
+    prefix = _NUMERIC_FORMATTING.sub(" ", bare[: match.start(1)])
+    return bool(re.search(r"[a-zA-Z\\]", prefix))
+
+
+@lru_cache(maxsize=2)
+def _extraction_config(keep_trailing_letters: bool) -> list:
+    """math-verify's default extraction, without its unit removal when a trailing letter is a variable."""
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    latex = LatexExtractionConfig()
+    if keep_trailing_letters:
+        latex = LatexExtractionConfig(
+            normalization_config=NormalizationConfig(
+                basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+            )
+        )
+    return [latex, ExprExtractionConfig()]
+
+
 @lru_cache(maxsize=4096)
 def _parse_forms(text: str) -> tuple:
     """math-verify parses of an answer: the bare answer as LaTeX, else math-verify's own extraction."""
@@ -250,7 +281,7 @@ def _parse_forms(text: str) -> tuple:
     if _is_prose(text):
         return tuple(parse(text, parsing_timeout=timeout))
     bare = normalize_bare(text)
-    forms = parse(f"${bare}$", parsing_timeout=timeout)
+    forms = parse(f"${bare}$", parsing_timeout=timeout, extraction_config=_extraction_config(_ends_in_variable(bare)))
     if re.fullmatch(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+(?:,\d+)?)(?:\.\d+)?", bare):  # '1000,99', '1,22', '7,425,000'
         # ('1,3,5' is a list: math-verify's number reading would make it 1.3)
         forms = [*forms, *parse(bare, parsing_timeout=timeout)]
@@ -332,7 +363,17 @@ def _percent_as_ratio(pred: str, gold: str) -> bool:
     if not number or re.fullmatch(r"\s*-?\d+\s*", _strip_delimiters(other)):
         return False  # 28 is 28%, never 0.28 (math-verify decides that one)
     ratio = _plain_number(_parse_forms(other))
-    return ratio is not None and abs(float(number.group(1)) / 100 - ratio) < 1e-9
+    if ratio is None:
+        return False
+    share = float(number.group(1)) / 100
+    if abs(share - ratio) < 1e-9:
+        return True
+    gold_is_percent = percent is gold  # the gold's stated digits set the tolerance (`0.192` vs `19.19\%`)
+    half_unit = forms.stated_precision(_PERCENT.sub("", _strip_delimiters(gold)) if gold_is_percent else gold)
+    if half_unit is None:
+        return False
+    pred_value, gold_value = (ratio, share) if gold_is_percent else (share, ratio)
+    return forms.within_stated_precision(pred_value, gold_value, half_unit / (100 if gold_is_percent else 1))
 
 
 def _same_left_side(pred: str, gold: str) -> tuple[str, str] | None:
