@@ -119,7 +119,8 @@ def unify_subscripts(text: str) -> str:
     """`V0` -> `V_{0}` (math-verify reads `V_0` and `V_{0}` alike): a letter followed by digits is
     a subscripted name; `\\lambda_{\\text{red}}` -> `\\lambda_{red}`."""
     text = re.sub(r"_\s*\{\s*\\(?:text|mathrm|rm)\s*\{\s*([^{}]*?)\s*\}\s*\}", r"_{\1}", text)  # `_{\text{red}}`
-    return re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
+    text = re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
+    return re.sub(r"_\s*([a-zA-Z0-9])(?![\w{])", r"_{\1}", text)  # `E_1` -> `E_{1}`
 
 
 _COLUMN = re.compile(r"\\begin\{([pbv]?matrix)\}(.*?)\\end\{\1\}", re.DOTALL)

@@ -609,6 +609,9 @@ def equivalent(pred: str, gold: str) -> bool:
             "{", ""
         ).replace("}", "")
     pred_rewritten, gold_rewritten = _rewrite(pred), _rewrite(gold)
+    both_conditioned = all(forms.drop_conditions(_strip_delimiters(t)) != _strip_delimiters(t) for t in (pred, gold))
+    if not both_conditioned and _squash(pred_rewritten) == _squash(gold_rewritten) != "":  # `E_1 \text{ or } E_2`
+        return True  # vs `E_{1},E_{2}` (two conditions that differ must not vanish into one text)
     verdict = _same_time_or_precision(pred_rewritten, gold_rewritten)
     if verdict is not None:
         return verdict

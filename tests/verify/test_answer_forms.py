@@ -26,7 +26,7 @@ def test_conditions_and_notation_rewrites():
     assert forms.rewrite_mixed_number("2 3/4") == "(2+3/4)" and forms.rewrite_mixed_number("2 5/4") == "2 5/4"
     assert forms.unify_derivatives("\\frac{dx}{dt} = x'") == "\\dot{x} = \\dot{x}"
     assert forms.unify_derivatives("\\frac{d^2 v_o}{dt^2} + \\dot v_{o}") == "\\ddot{v}_{o} + \\dot{v}_{o}"
-    assert forms.unify_subscripts("V0 + V_1 + 7.2e6") == "V_{0} + V_1 + 7.2e6"
+    assert forms.unify_subscripts("V0 + V_1 + 7.2e6") == "V_{0} + V_{1} + 7.2e6"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}") == "(1, 2)"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 & 2 \\end{pmatrix}") == "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
 

@@ -163,6 +163,9 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
         ("x = 1, x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", True),
         ("x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", False),
         ("\\pm 2", "2", False),
+        ("E_1 \\text{ or } E_2", "E_{1},E_{2}", True),
+        ("E_1 \\text{ or } E_3", "E_{1},E_{2}", False),
+        ("f(x) = ax \\text{ where } a = 1", "f(x) = ax \\text{ where } a = 0", False),  # conditions differ
         ("x = 2 \\text{ (since } x > 1)", "2", True),
         # a named value with a step function is compared by math-verify, not at random points
         ("\\left\\lfloor \\frac{n}{3} \\right\\rfloor + 1", "N(n) = \\lfloor \\frac{n}{3} \\rfloor + 1", True),
