@@ -35,6 +35,15 @@ def drop_conditions(text: str) -> str:
     return stripped if stripped and re.search(r"[\w\\]", stripped) else text
 
 
+def condition_of(text: str) -> str:
+    """The condition `drop_conditions` would drop (`where a = 1` of `f(x) = ax \\text{ where } a = 1`), or ''."""
+    if drop_conditions(text) == text:
+        return ""
+    unwrapped = _PER_CASE.sub(lambda match: " " + match.group(0), _UNWRAP.sub(r" \1 ", text))
+    found = re.search(rf"\b{_CONDITION_WORDS}\b.*$", unwrapped, re.IGNORECASE | re.DOTALL)
+    return found.group(0) if found else ""
+
+
 _TIME = re.compile(
     r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:\\(?:text|mathrm)\s*\{\s*([ap])\.?\s*m\.?\s*\}|([ap])\.?\s*m\.?)?\s*$",
     re.IGNORECASE,

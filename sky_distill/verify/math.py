@@ -609,9 +609,11 @@ def equivalent(pred: str, gold: str) -> bool:
             "{", ""
         ).replace("}", "")
     pred_rewritten, gold_rewritten = _rewrite(pred), _rewrite(gold)
-    both_conditioned = all(forms.drop_conditions(_strip_delimiters(t)) != _strip_delimiters(t) for t in (pred, gold))
-    if not both_conditioned and _squash(pred_rewritten) == _squash(gold_rewritten) != "":  # `E_1 \text{ or } E_2`
-        return True  # vs `E_{1},E_{2}` (two conditions that differ must not vanish into one text)
+    pred_condition, gold_condition = forms.condition_of(pred), forms.condition_of(gold)
+    if pred_condition and gold_condition and _squash(pred_condition) != _squash(gold_condition):
+        return _compare(pred, gold)  # two different conditions must not vanish from both sides
+    if _squash(pred_rewritten) == _squash(gold_rewritten) != "":  # `E_1 \text{ or } E_2` vs `E_{1},E_{2}`
+        return True
     verdict = _same_time_or_precision(pred_rewritten, gold_rewritten)
     if verdict is not None:
         return verdict
