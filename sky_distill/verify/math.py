@@ -25,7 +25,7 @@ from functools import lru_cache
 from sky_distill.verify import answer_forms as forms
 
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "3"  # bump when a change can alter any verdict (3: answer forms, precision from the gold)
+VERIFIER_VERSION = "4"  # bump when a change can alter any verdict (4: trailing variables, ± lists, conditions)
 INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
 
 # --- finding the final answer ---------------------------------------------------------------
