@@ -16,6 +16,7 @@ from pathlib import Path
 
 PAIR_FIELDS = {"gold": str, "pred": str, "label": bool, "kind": str, "source": str}
 RESPONSE_FIELDS = {"trace_id": str, "problem_id": str, "benchmark": str, "label": bool, "source": str}
+INLINE_RESPONSE_FIELDS = {"problem_id": str, "benchmark": str, "response": str, "label": bool, "source": str}
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,34 @@ def edit_final_answer(trace: str, final_answer: str | None, final_form: str) -> 
     return edited[: closing.start()] + statement + edited[closing.start() :] if closing else edited + statement
 
 
-def read_responses(path: Path, traces_path: Path, benchmarks_dir: Path) -> list[Response]:
-    """Responses built from the shared traces, with the gold joined from the benchmark files."""
-    rows = read_rows(path, RESPONSE_FIELDS)
-    traces = {row["id"]: row for row in read_rows(traces_path, {"id": str, "trace": str})}
+def _golds(rows: list[dict], benchmarks_dir: Path) -> dict[str, str]:
     golds: dict[str, str] = {}
     for benchmark in sorted({row["benchmark"] for row in rows}):
         for gold in read_rows(Path(benchmarks_dir) / f"{benchmark}.jsonl", {"id": str}):
             golds[gold["id"]] = str(gold["answer"])
+    return golds
+
+
+def read_inline_responses(path: Path, benchmarks_dir: Path) -> list[Response]:
+    """Responses stored in the file itself (`response`), gold joined from the benchmark files; kind = benchmark."""
+    rows = read_rows(path, INLINE_RESPONSE_FIELDS)
+    golds = _golds(rows, benchmarks_dir)
+    responses = []
+    for number, row in enumerate(rows, start=1):
+        if row["problem_id"] not in golds:
+            raise ValueError(f"{path}:{number}: field 'problem_id' {row['problem_id']!r} has no gold")
+        gold = golds[row["problem_id"]]
+        responses.append(
+            Response(row["problem_id"], row["benchmark"], row["response"], gold, row["label"], row["benchmark"])
+        )
+    return responses
+
+
+def read_responses(path: Path, traces_path: Path, benchmarks_dir: Path) -> list[Response]:
+    """Responses built from the shared traces, with the gold joined from the benchmark files."""
+    rows = read_rows(path, RESPONSE_FIELDS)
+    traces = {row["id"]: row for row in read_rows(traces_path, {"id": str, "trace": str})}
+    golds = _golds(rows, benchmarks_dir)
     responses = []
     for number, row in enumerate(rows, start=1):
         if row["trace_id"] not in traces:
