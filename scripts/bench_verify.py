@@ -62,13 +62,16 @@ def load_outputs(repeat: int) -> tuple[list[dict], dict[str, str]]:
 
 def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tuple[str, str, str, bool, str]]]:
     """Every labelled set as (kind, prediction or response, gold, label, check) rows, by name."""
-    from sky_distill.verify.labelled import read_inline_responses, read_pairs, read_responses
+    from sky_distill.verify.labelled import V2_TEXTS, read_inline_responses, read_pairs, read_responses
 
     shared_pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
     responses = read_responses(
         DATA / "responses_held_out.jsonl", SHARED / "fixtures" / "sky_t1_traces_sample.jsonl", SHARED / "benchmarks"
     )
-    return {
+    v2_texts = ROOT / V2_TEXTS  # written by scripts/heldout_v2_texts.py; model outputs are not in git
+    if not v2_texts.exists():
+        print(f"held-out v2 responses left out: {v2_texts} is not present (scripts/heldout_v2_texts.py)")
+    sets = {
         "pairs dev: math-verify suite (shared fixture)": [
             (r["category"], r["pred"], r["gold"], r["equal"], "pair") for r in shared_pairs
         ],
@@ -89,11 +92,13 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
         "responses held-out v1, examined in round 2 (responses_held_out)": [
             (r.kind, r.response, r.gold, r.label, "response") for r in responses
         ],
-        "responses held-out v2 (responses_held_out_v2)": [
-            (r.kind, r.response, r.gold, r.label, "response")
-            for r in read_inline_responses(DATA / "responses_held_out_v2.jsonl", SHARED / "benchmarks")
-        ],
     }
+    if v2_texts.exists():
+        sets["responses held-out v2 (responses_held_out_v2)"] = [
+            (r.kind, r.response, r.gold, r.label, "response")
+            for r in read_inline_responses(v2_texts, SHARED / "benchmarks")
+        ]
+    return sets
 
 
 def agreement(rows: list[dict], golds: dict[str, str], by_kind: bool) -> dict[str, str]:

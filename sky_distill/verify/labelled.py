@@ -5,6 +5,8 @@ Pairs (`tests/verify/data/equivalence_{dev,held_out}.jsonl`): `gold`, `pred`, `l
 `../shared/fixtures/sky_t1_traces_sample.jsonl` by `trace_id` rather than copying it; a row may
 replace the trace's final answer (`final_answer`, a wrong value for a near-miss) and restate it
 as a sentence instead of a box (`final_form: "stated"`), so earlier boxed values become distractors.
+Held-out v2's responses (`responses_held_out_v2.jsonl`) name a row of SkyThought's published
+evaluation outputs; `scripts/heldout_v2_texts.py` writes their texts to `V2_TEXTS` (not in git).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 
 PAIR_FIELDS = {"gold": str, "pred": str, "label": bool, "kind": str, "source": str}
 RESPONSE_FIELDS = {"trace_id": str, "problem_id": str, "benchmark": str, "label": bool, "source": str}
+V2_TEXTS = "shared/verifier/responses_held_out_v2.jsonl"  # relative to the repository root
+EXCERPT_BEFORE_THOUGHT_END = 2000
+EXCERPT_TAIL = 6000
 INLINE_RESPONSE_FIELDS = {"problem_id": str, "benchmark": str, "response": str, "label": bool, "source": str}
 
 
@@ -88,6 +93,15 @@ def _golds(rows: list[dict], benchmarks_dir: Path) -> dict[str, str]:
         for gold in read_rows(Path(benchmarks_dir) / f"{benchmark}.jsonl", {"id": str}):
             golds[gold["id"]] = str(gold["answer"])
     return golds
+
+
+def response_excerpt(text: str) -> str:
+    """The part of a long response the labels were set on: from 2,000 characters before the end of
+    its thinking, or, without a thinking end marker, its last 6,000 characters."""
+    end = text.find("<|end_of_thought|>")
+    if end >= 0:
+        return text[max(0, end - EXCERPT_BEFORE_THOUGHT_END) :]
+    return text[-EXCERPT_TAIL:]
 
 
 def read_inline_responses(path: Path, benchmarks_dir: Path) -> list[Response]:
