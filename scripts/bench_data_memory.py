@@ -190,10 +190,11 @@ def child(stage: str, root: Path) -> dict:
         from hydra import compose, initialize_config_dir
         from hydra.core.hydra_config import HydraConfig
 
+        import sky_distill.verify.batch as batch
         import sky_distill.verify.stage as stage
 
         if os.environ.get("BENCH_FAST_CHECK"):
-            stage.check_response = exact_match_check  # the workers' check only: the stage is the same
+            batch.check_response = exact_match_check  # the workers' check only: the stage is the same
         run = stage.run
         code_root = Path(__import__("sky_distill").__file__).resolve().parents[1]
         with initialize_config_dir(config_dir=str(code_root / "conf"), version_base="1.3"):

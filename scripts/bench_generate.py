@@ -49,7 +49,7 @@ class ReadyEngine:
 
 def stage_round(problems, model, config, engine) -> tuple[int, float]:
     """The stage as `sky-distill generate` runs it, into a fresh shard directory."""
-    from sky_distill.generate.stage import generate_shard
+    from sky_distill.generate.sampling import generate_shard
 
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()

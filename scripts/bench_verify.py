@@ -6,8 +6,9 @@
 1. Agreement with hand-checked labels, per split (and per kind with `--by-kind`), for sky-distill's
    verifier and for plain math-verify (`verify(parse(gold), parse(answer))`): dev pairs (math-verify's
    suite in ../shared/fixtures, and `tests/verify/data/equivalence_dev.jsonl`), held-out pairs
-   (`equivalence_held_out.jsonl`), dev responses (`model_outputs_dev.jsonl`, gold joined from
-   ../shared/benchmarks) and held-out responses (`responses_held_out.jsonl`). See that folder's README.
+   (`equivalence_held_out.jsonl`, v1, examined in round 2; `equivalence_held_out_v2.jsonl`, v2), dev responses
+   (`model_outputs_dev.jsonl`, gold joined from ../shared/benchmarks) and held-out responses
+   (`responses_held_out.jsonl`, v1; `responses_held_out_v2.jsonl`, v2). See that folder's README.
    Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected.
 2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
    versions of the verifier with `PYTHONPATH=<checkout> python scripts/bench_verify.py
@@ -61,30 +62,43 @@ def load_outputs(repeat: int) -> tuple[list[dict], dict[str, str]]:
 
 def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tuple[str, str, str, bool, str]]]:
     """Every labelled set as (kind, prediction or response, gold, label, check) rows, by name."""
-    from sky_distill.verify.labelled import read_pairs, read_responses
+    from sky_distill.verify.labelled import V2_TEXTS, read_inline_responses, read_pairs, read_responses
 
     shared_pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
     responses = read_responses(
         DATA / "responses_held_out.jsonl", SHARED / "fixtures" / "sky_t1_traces_sample.jsonl", SHARED / "benchmarks"
     )
-    return {
+    v2_texts = ROOT / V2_TEXTS  # written by scripts/heldout_v2_texts.py; model outputs are not in git
+    if not v2_texts.exists():
+        print(f"held-out v2 responses left out: {v2_texts} is not present (scripts/heldout_v2_texts.py)")
+    sets = {
         "pairs dev: math-verify suite (shared fixture)": [
             (r["category"], r["pred"], r["gold"], r["equal"], "pair") for r in shared_pairs
         ],
         "pairs dev: other graders (equivalence_dev)": [
             (r["kind"], r["pred"], r["gold"], r["label"], "pair") for r in read_pairs(DATA / "equivalence_dev.jsonl")
         ],
-        "pairs held-out (equivalence_held_out)": [
+        "pairs held-out v1, examined in round 2 (equivalence_held_out)": [
             (r["kind"], r["pred"], r["gold"], r["label"], "pair")
             for r in read_pairs(DATA / "equivalence_held_out.jsonl")
+        ],
+        "pairs held-out v2 (equivalence_held_out_v2)": [
+            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
+            for r in read_pairs(DATA / "equivalence_held_out_v2.jsonl")
         ],
         "responses dev (model_outputs_dev)": [
             (r["benchmark"], r["response"], golds[r["problem_id"]], r["label"], "response") for r in rows
         ],
-        "responses held-out (responses_held_out)": [
+        "responses held-out v1, examined in round 2 (responses_held_out)": [
             (r.kind, r.response, r.gold, r.label, "response") for r in responses
         ],
     }
+    if v2_texts.exists():
+        sets["responses held-out v2 (responses_held_out_v2)"] = [
+            (r.kind, r.response, r.gold, r.label, "response")
+            for r in read_inline_responses(v2_texts, SHARED / "benchmarks")
+        ]
+    return sets
 
 
 def agreement(rows: list[dict], golds: dict[str, str], by_kind: bool) -> dict[str, str]:
@@ -153,7 +167,7 @@ def cpu_per_response(rows: list[dict], golds: dict[str, str]) -> float:
 
 def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[str, float]:
     from sky_distill.records import Problem
-    from sky_distill.verify.stage import verify_responses
+    from sky_distill.verify.batch import verify_responses
 
     problems = {pid: Problem(id=pid, problem="-", answer=gold, source="dev") for pid, gold in golds.items()}
     items = [(row["problem_id"], index, row["response"]) for index, row in enumerate(rows)]

@@ -25,6 +25,10 @@ STAGES = {
     "train": ("sky_distill.train.stage", "fine-tune the student with DeepSpeed on the kept traces"),
     "eval": ("sky_distill.evaluate.stage", "score models on benchmarks"),
     "table": ("sky_distill.evaluate.table_stage", "compare eval results in a table"),
+    "export": (
+        "sky_distill.export.stage",
+        "the SFT data as a Hugging Face dataset, model cards, harness-style eval files",
+    ),
     "pipeline": ("sky_distill.pipeline", "run every stage in order, skipping complete ones"),
     "plan": ("sky_distill.plan", "print what a recipe runs: sources, shards, traces, steps (no work)"),
 }

@@ -6,11 +6,17 @@ validates every group, collects every problem and raises one `ConfigError` namin
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+import string
+from typing import Any, Literal, TypedDict, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sky_distill.errors import SkyDistillError
+from sky_distill.verify.sandbox import BACKENDS as SANDBOX_BACKENDS
+from sky_distill.verify.sandbox import SandboxLimits
+
+_LIMITS = SandboxLimits()
 
 
 class ConfigModel(BaseModel):
@@ -37,8 +43,6 @@ class PathsConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _absolute(cls, data: Any) -> Any:
-        import os
-
         if isinstance(data, dict):
             return {key: os.path.abspath(value) if isinstance(value, str) else value for key, value in data.items()}
         return data
@@ -160,8 +164,6 @@ class ModelConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> ModelConfig:
-        import string
-
         templates = {"prompt_template": self.prompt_template}
         templates.update({f"prompt_templates.{family}": text for family, text in self.prompt_templates.items()})
         for key, template in templates.items():
@@ -273,19 +275,31 @@ class GenerateConfig(ConfigModel):
 
 
 class SandboxConfig(ConfigModel):
-    """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison."""
+    """How code answers run (sky_distill.verify.sandbox): isolation backend, limits, output comparison.
+    Backend names and limit defaults are the sandbox's own (`BACKENDS`, `SandboxLimits`)."""
 
     # auto: bwrap, else landlock, else code checks are refused; unshare and unsafe_process expose the host
-    backend: Literal["auto", "bwrap", "landlock", "unshare", "unsafe_process"] = "auto"
+    backend: Literal[SANDBOX_BACKENDS] = "auto"  # type: ignore[valid-type]
     site_packages: bool = False  # let programs import the environment's packages (numpy); stdlib only if false
-    test_timeout_s: float = Field(default=6.0, gt=0)  # per stdio case, or the whole functional program
-    memory_mb: int = Field(default=1024, ge=64)
-    max_processes: int = Field(default=32, ge=1)  # processes and threads
-    max_file_mb: int = Field(default=16, ge=1)
-    disk_mb: int = Field(default=64, ge=1)  # the program's writable tmpfs
-    max_output_mb: int = Field(default=4, ge=1)
+    test_timeout_s: float = Field(default=_LIMITS.timeout_s, gt=0)  # per stdio case, or a whole functional program
+    memory_mb: int = Field(default=_LIMITS.memory_mb, ge=64)
+    max_processes: int = Field(default=_LIMITS.max_processes, ge=1)  # processes and threads
+    max_file_mb: int = Field(default=_LIMITS.max_file_mb, ge=1)
+    disk_mb: int = Field(default=_LIMITS.disk_mb, ge=1)  # the program's writable tmpfs
+    max_output_mb: int = Field(default=_LIMITS.max_output_bytes >> 20, ge=1)
     float_tolerance: float = Field(default=1e-6, ge=0)
     stop_at_first_failure: bool = True
+
+    def limits(self, timeout_s: float, memory_mb: int | None = None) -> SandboxLimits:
+        """The limits of one program run under these settings."""
+        return SandboxLimits(
+            timeout_s=timeout_s,
+            memory_mb=memory_mb or self.memory_mb,
+            max_processes=self.max_processes,
+            max_file_mb=self.max_file_mb,
+            disk_mb=self.disk_mb,
+            max_output_bytes=self.max_output_mb << 20,
+        )
 
 
 class DedupConfig(ConfigModel):
@@ -299,9 +313,12 @@ class DedupConfig(ConfigModel):
 
 
 class DecontaminateConfig(ConfigModel):
-    """Drop training problems that contain an eval problem (word n-grams) of an eval set in paths.benchmarks_dir."""
+    """Drop training problems that contain an eval problem (word n-grams) of a registry benchmark, read as eval
+    reads it: its local copy in paths.benchmarks_dir, else the Hub (`source`)."""
 
-    benchmarks: list[str] = Field(default_factory=list)  # names: <name>.jsonl or the eval registry's local file
+    benchmarks: list[str] = Field(default_factory=list)  # names in the eval registry (eval/benchmarks/)
+    registry_dir: str | None = None  # benchmark definitions; null: the repository's eval/
+    source: Literal["auto", "local", "hub"] = "auto"
     ngram: int = Field(default=8, ge=1)
     # contaminated: a training problem holds this share of one eval problem's n-grams
     min_overlap: float = Field(default=0.5, gt=0, le=1)
@@ -326,6 +343,8 @@ class VerifyConfig(ConfigModel):
     dedup: DedupConfig = DedupConfig()
     decontaminate: DecontaminateConfig = DecontaminateConfig()
     sft: SFTFormatConfig = SFTFormatConfig()
+    # an external trace set to judge instead of this run's generation (same forms as train.data)
+    traces: str | dict[str, Any] | list[str | dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _k_for_policy(self) -> VerifyConfig:
@@ -406,7 +425,10 @@ class OnPolicyConfig(ConfigModel):
 
 class TrainConfig(ConfigModel):
     name: str = Field(min_length=1)
-    data: Literal["verified", "all"] = "verified"
+    # verified | all (this run's traces), or files / Hub datasets: a path, glob, `owner/name`, a mapping
+    # {path|hub, config, split, weight, layout, fields}, or a list of them (sky_distill.data_sources)
+    data: Literal["verified", "all"] | str | dict[str, Any] | list[str | dict[str, Any]] = "verified"
+    data_format: Literal["raw", "think", "sky_t1"] = "raw"  # files / datasets: how the thinking is written
     init: str = Field(min_length=1)  # the student to start from: Hub id or path
     epochs: float = Field(default=3.0, gt=0)
     max_steps: int | None = Field(default=None, gt=0)
@@ -444,6 +466,12 @@ class TrainConfig(ConfigModel):
     log_every: int = Field(default=10, gt=0)
     save_every: int | None = Field(default=None, gt=0)
     keep_last: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _name_is_a_name(self) -> TrainConfig:
+        if any(character in self.name for character in "/[{\\"):
+            raise ValueError(f"name {self.name!r} is not a directory name; set train.name when train.data names files")
+        return self
 
 
 class LoggerConfig(ConfigModel):
@@ -547,7 +575,97 @@ class EvalConfig(ConfigModel):
     table: EvalTableConfig = EvalTableConfig()
 
 
-def _validate(cls: type[ConfigModel], data: Any, prefix: str, problems: list[str]) -> Any:
+class ExportConfig(ConfigModel):
+    """What `sky-distill export` writes and pushes (sky_distill/export)."""
+
+    dataset: Literal["verified", "all"] | None = "verified"
+    name: str | None = None
+    model: str | None = None
+    harness: bool = True
+    push: bool = False
+    dataset_repo: str | None = None
+    model_repo: str | None = None
+    endpoint: str | None = None
+    private: bool = True
+
+    @model_validator(mode="after")
+    def _repos_to_push(self) -> ExportConfig:
+        if self.push and self.dataset and not self.dataset_repo:
+            raise ValueError("push needs export.dataset_repo (owner/name), or export.dataset=null")
+        if self.push and self.model and not self.model_repo:
+            raise ValueError("push needs export.model_repo (owner/name), or export.model=null")
+        return self
+
+
+class OffloadConfig(BaseModel):
+    """Where ZeRO offloads optimizer state or parameters (DeepSpeed's further keys pass through)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    device: Literal["none", "cpu", "nvme"]
+    pin_memory: bool = False
+
+
+class ZeroConfig(BaseModel):
+    """`deepspeed.zero_optimization`, handed to DeepSpeed as is: the keys the project sets are checked,
+    DeepSpeed's others pass through (DeepSpeed validates them at start)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    stage: Literal[0, 1, 2, 3]
+    overlap_comm: bool | None = None
+    contiguous_gradients: bool | None = None
+    reduce_scatter: bool | None = None
+    reduce_bucket_size: int | None = Field(default=None, gt=0)
+    allgather_bucket_size: int | None = Field(default=None, gt=0)
+    offload_optimizer: OffloadConfig | None = None
+    offload_param: OffloadConfig | None = None
+
+    @model_validator(mode="after")
+    def _param_offload_needs_stage_3(self) -> ZeroConfig:
+        if self.offload_param is not None and self.offload_param.device != "none" and self.stage != 3:
+            raise ValueError(f"offload_param needs stage 3 (stage is {self.stage})")
+        return self
+
+
+class DeepSpeedConfig(ConfigModel):
+    """The deepspeed/ group: ZeRO settings only (batch sizes, precision and lr come from train/)."""
+
+    zero_optimization: ZeroConfig
+
+
+PIPELINE_STAGES = ("bootstrap", "generate", "verify", "train", "eval", "table")
+
+
+class PipelineStudent(ConfigModel):
+    """A student the pipeline trains on this run's curated traces: `train.name` and its overrides."""
+
+    name: str = Field(min_length=1)
+    overrides: list[str] = Field(default_factory=list)
+
+
+class PipelineConfig(ConfigModel):
+    """The pipeline/ group: which stages run, the students trained, the models evaluated."""
+
+    stages: list[Literal[PIPELINE_STAGES]] = Field(default_factory=lambda: list(PIPELINE_STAGES))  # type: ignore[valid-type]
+    parallel: int = Field(default=1, ge=1)  # steps side by side (seed chains, the fixed models' eval)
+    students: list[PipelineStudent] = Field(default_factory=list)
+    eval_models: list[str] = Field(default_factory=list)  # roles (teacher, student), student names, paths
+
+    @model_validator(mode="after")
+    def _unique_students(self) -> PipelineConfig:
+        names = [student.name for student in self.students]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"students: each name once (repeated: {repeated})")
+        return self
+
+
+def role_names(plain: dict[str, Any]) -> dict[str, str]:
+    """What the roles `teacher` and `student` name in a (plain) config: its models' names. Every other
+    model name in `eval.models`, `pipeline.eval_models` and `eval.table.pairs` names itself."""
+    return {role: plain[role]["name"] for role in ("teacher", "student")}
+
+
+def _validate(cls: type[BaseModel], data: Any, prefix: str, problems: list[str]) -> Any:
     try:
         return cls.model_validate(data)
     except ValidationError as error:
@@ -568,7 +686,7 @@ def to_container(cfg: Any) -> dict[str, Any]:
     return dict(cfg)
 
 
-def validate_groups(cfg: Any, groups: dict[str, type[ConfigModel]]) -> dict[str, Any]:
+def validate_groups(cfg: Any, groups: dict[str, type[BaseModel]]) -> dict[str, Any]:
     """Validate each named group of `cfg`; raise one `ConfigError` listing every problem."""
     data = to_container(cfg)
     problems: list[str] = []
@@ -583,35 +701,111 @@ def validate_groups(cfg: Any, groups: dict[str, type[ConfigModel]]) -> dict[str,
     return typed
 
 
-STAGE_GROUPS: dict[str, dict[str, type[ConfigModel]]] = {
-    "bootstrap": {
-        "teacher": ModelConfig,
-        "student": ModelConfig,
-        "task": TaskConfig,
-        "train": TrainConfig,
-        "paths": PathsConfig,
-    },
-    "generate": {"teacher": ModelConfig, "task": TaskConfig, "generate": GenerateConfig, "paths": PathsConfig},
-    "merge": {"generate": GenerateConfig, "paths": PathsConfig},
-    "verify": {"verify": VerifyConfig, "paths": PathsConfig},
-    "train": {"train": TrainConfig, "paths": PathsConfig, "logger": LoggerConfig},
-    "eval": {
-        "eval": EvalConfig,
-        "verify": VerifyConfig,  # verify.sandbox: how code answers run
-        "teacher": ModelConfig,
-        "student": ModelConfig,
-        "task": TaskConfig,
-        "paths": PathsConfig,
-    },
-    "table": {"paths": PathsConfig, "eval": EvalConfig},
+class BootstrapGroups(TypedDict):
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    paths: PathsConfig
+
+
+class GenerateGroups(TypedDict):
+    teacher: ModelConfig
+    task: TaskConfig
+    generate: GenerateConfig
+    paths: PathsConfig
+
+
+class MergeGroups(TypedDict):
+    generate: GenerateConfig
+    paths: PathsConfig
+
+
+class VerifyGroups(TypedDict):
+    verify: VerifyConfig
+    paths: PathsConfig
+
+
+class TrainGroups(TypedDict):
+    train: TrainConfig
+    paths: PathsConfig
+    logger: LoggerConfig
+    deepspeed: DeepSpeedConfig
+
+
+class EvalGroups(TypedDict):
+    eval: EvalConfig
+    verify: VerifyConfig  # verify.sandbox: how code answers run
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    paths: PathsConfig
+
+
+class TableGroups(TypedDict):
+    paths: PathsConfig
+    eval: EvalConfig
+
+
+class ExportGroups(TypedDict):
+    export: ExportConfig
+    paths: PathsConfig
+
+
+class PipelineGroups(TypedDict):
+    teacher: ModelConfig
+    student: ModelConfig
+    task: TaskConfig
+    train: TrainConfig
+    paths: PathsConfig
+    generate: GenerateConfig
+    verify: VerifyConfig
+    logger: LoggerConfig
+    deepspeed: DeepSpeedConfig
+    eval: EvalConfig
+    export: ExportConfig
+    pipeline: PipelineConfig
+
+
+STAGE_TYPES: dict[str, type] = {
+    "bootstrap": BootstrapGroups,
+    "generate": GenerateGroups,
+    "merge": MergeGroups,
+    "verify": VerifyGroups,
+    "train": TrainGroups,
+    "eval": EvalGroups,
+    "table": TableGroups,
+    "export": ExportGroups,
+    "pipeline": PipelineGroups,
+    "plan": PipelineGroups,
+}
+# The config groups each stage validates, from the types above (one declaration).
+STAGE_GROUPS: dict[str, dict[str, type[BaseModel]]] = {
+    stage: get_type_hints(groups) for stage, groups in STAGE_TYPES.items()
 }
 # train.loss=on_policy also samples the student on the task's problems and verifies them
-ON_POLICY_GROUPS: dict[str, type[ConfigModel]] = {"student": ModelConfig, "task": TaskConfig, "verify": VerifyConfig}
-STAGE_GROUPS["pipeline"] = {name: cls for groups in STAGE_GROUPS.values() for name, cls in groups.items()}
-STAGE_GROUPS["plan"] = STAGE_GROUPS["pipeline"]
+ON_POLICY_GROUPS: dict[str, type[BaseModel]] = {"student": ModelConfig, "task": TaskConfig, "verify": VerifyConfig}
 
 
-def stage_config(cfg: Any, stage: str) -> dict[str, Any]:
+@overload
+def stage_config(cfg: Any, stage: Literal["bootstrap"]) -> BootstrapGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["generate"]) -> GenerateGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["merge"]) -> MergeGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["verify"]) -> VerifyGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["train"]) -> TrainGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["eval"]) -> EvalGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["table"]) -> TableGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["export"]) -> ExportGroups: ...
+@overload
+def stage_config(cfg: Any, stage: Literal["pipeline", "plan"]) -> PipelineGroups: ...
+def stage_config(cfg: Any, stage: str) -> Any:
     """The typed config groups a stage needs, validated together (one error listing all problems)."""
     return validate_groups(cfg, STAGE_GROUPS[stage])
 

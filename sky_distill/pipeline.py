@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import stage_config, to_container
+from sky_distill.config import role_names, stage_config, to_container
 from sky_distill.errors import SkyDistillError
 from sky_distill.runs import completion, seed_run_dir, write_json_atomic
 
@@ -53,6 +53,7 @@ class Step:
     overrides: tuple[str, ...]
     outputs: tuple[Path, ...]  # directories whose COMPLETE.json means the step is done
     chain: str = ""  # the seed chain the step belongs to ("seed-0"); "" for shared steps
+    student: str | None = None  # a train step's student (pipeline.students[].name)
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain, fixed_onl
     prefix = f"{chain.name}: " if chain.name else ""
     steps: list[Step] = []
 
-    def add(label: str, stage: str, overrides: tuple[str, ...], outputs: tuple[Path, ...]) -> None:
-        steps.append(Step(prefix + label, stage, (*chain.overrides, *overrides), outputs, chain.name))
+    def add(
+        label: str, stage: str, overrides: tuple[str, ...], outputs: tuple[Path, ...], student: str | None = None
+    ) -> None:
+        steps.append(Step(prefix + label, stage, (*chain.overrides, *overrides), outputs, chain.name, student))
 
     for stage in stages:
         if stage == "bootstrap":
@@ -141,9 +144,10 @@ def plan_chain(plain: dict[str, Any], stages: list[str], chain: Chain, fixed_onl
         elif stage == "train":
             for student in students:
                 overrides = (*student.get("overrides", []), f"train.name={student['name']}")
-                add(f"train {student['name']}", "train", overrides, (run_dir / "train" / student["name"],))
+                outputs = (run_dir / "train" / student["name"],)
+                add(f"train {student['name']}", "train", overrides, outputs, student["name"])
         elif stage == "eval" and eval_models:
-            roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
+            roles = role_names(plain)
             names = [roles.get(model, model) for model in eval_models]
             outputs = tuple(run_dir / "eval" / name / benchmark for name in names for benchmark in benchmarks)
             add("eval", "eval", (f"eval.models=[{','.join(eval_models)}]",), outputs)

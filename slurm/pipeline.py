@@ -29,7 +29,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sky_distill.pipeline import Step
 
 SLURM_DIR = Path(__file__).resolve().parent
 REPO = SLURM_DIR.parent
@@ -72,7 +75,7 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
     from sky_distill.pipeline import plan_steps
     from sky_distill.runs import completion
 
-    def complete(step: Any) -> bool:
+    def complete(step: Step) -> bool:
         return bool(step.outputs) and all(completion(path) is not None for path in step.outputs)
 
     students = {student["name"] for student in plain["pipeline"]["students"]}
@@ -128,7 +131,7 @@ def plan_jobs(plain: dict[str, Any], run_dir: Path, overrides: list[str]) -> lis
         elif step.stage == "verify":
             add(Job(f"{prefix}verify", "verify", own, upstream(chain, "merge", "generate", "bootstrap")), chain)
         elif step.stage == "train":
-            name = step.label.rsplit("train ", 1)[-1]
+            name = step.student
             after = upstream(chain, "verify", "merge", "generate", "bootstrap")
             start = [o.split("=", 1)[1] for o in step.overrides if o.startswith("train.on_policy.start_from=")]
             after += [f"{prefix}train-{s}" for s in start if f"{prefix}train-{s}" in latest.get((chain, "train"), [])]

@@ -70,3 +70,25 @@ def test_deepspeed_batch_keys_come_from_train():
     assert rendered["gradient_accumulation_steps"] == 12
     assert rendered["zero_optimization"]["stage"] == 3
     assert rendered["bf16"] == {"enabled": True}
+
+
+def test_the_pipeline_and_deepspeed_groups_are_validated_naming_the_key():
+    cfg = compose_config(
+        ["pipeline.stages=[generate,verfy]", "pipeline.parallel=0", "deepspeed.zero_optimization.stage=4"],
+        stage="pipeline",
+    )
+    with pytest.raises(ConfigError) as raised:
+        stage_config(cfg, "pipeline")
+    message = str(raised.value)
+    assert "pipeline.stages.1: Input should be 'bootstrap', 'generate'" in message
+    assert "pipeline.parallel: Input should be greater than or equal to 1" in message
+    assert "deepspeed.zero_optimization.stage: Input should be 0, 1, 2 or 3" in message
+    with pytest.raises(ConfigError, match="deepspeed.zero_optimization: offload_param needs stage 3"):
+        stage_config(
+            compose_config(["deepspeed=zero2", "+deepspeed.zero_optimization.offload_param.device=cpu"], stage="train"),
+            "train",
+        )
+    with pytest.raises(ConfigError, match="deepspeed.zero_optimisation: Extra inputs are not permitted"):
+        stage_config(compose_config(["+deepspeed.zero_optimisation.stage=2"], stage="train"), "train")
+    typed = stage_config(compose_config(["deepspeed=zero3_offload"], stage="train"), "train")
+    assert typed["deepspeed"].zero_optimization.offload_optimizer.device == "cpu"

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from sky_distill.benchmarks.registry import REPO_EVAL_DIR
 from sky_distill.errors import SkyDistillError
-from sky_distill.evaluate.benchmarks import REPO_EVAL_DIR
 
 
 class BaselineError(SkyDistillError, ValueError):

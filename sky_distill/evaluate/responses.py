@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,6 @@ def read_responses(
     count_tokens: Callable[[str], int] | None = None,
 ) -> dict[str, list[Response]]:
     """Responses per benchmark; raise `RecordFileError` listing every bad line."""
-    from dataclasses import replace
-
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"responses file {path} does not exist")

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sky_distill.config import SandboxConfig
 from sky_distill.evaluate.metrics import avg_at_n, bootstrap_interval, maj_at_k, pass_at_k
 from sky_distill.records import EvalSample, Problem, Trace
+from sky_distill.verify.batch import iter_verdicts
 
 
 @dataclass(frozen=True)
@@ -49,25 +51,10 @@ def score_responses(
     problems: dict[str, Problem],
     timeout_s: float,
     workers: int,
-    code: Any = None,  # CodeSettings: the sandbox for code answers (default: auto)
-) -> list[EvalSample]:
-    """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes."""
-    return list(iter_scored(benchmark, model_name, responses, problems, timeout_s, workers, code))
-
-
-def iter_scored(
-    benchmark: str,
-    model_name: str,
-    responses: Iterable[Response],
-    problems: dict[str, Problem],
-    timeout_s: float,
-    workers: int,
-    code: Any = None,
+    code: SandboxConfig | None = None,
 ) -> Iterator[EvalSample]:
-    """`score_responses` as a stream: responses are taken as the workers need them (a bounded
-    window in flight) and each scored sample is yielded in order."""
-    from sky_distill.verify.stage import iter_verdicts
-
+    """One `EvalSample` per response, judged by `sky_distill.verify` in worker processes, in order:
+    responses are taken as the workers need them (a bounded window in flight)."""
     waiting: deque[Response] = deque()
 
     def items() -> Iterator[tuple[str, int, str]]:

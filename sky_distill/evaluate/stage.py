@@ -11,50 +11,31 @@ With `eval.responses.path` an external responses file is scored instead; nothing
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sky_distill.benchmarks.loading import LoadedBenchmark, held_out_task, resolve_benchmark
+from sky_distill.benchmarks.registry import BenchmarkSpec, load_registry, unknown_benchmark
 from sky_distill.config import (
     BenchmarkOptions,
     EvalConfig,
-    GenerateConfig,
     ModelConfig,
-    SamplingConfig,
     TaskConfig,
     stage_config,
     to_container,
 )
 from sky_distill.errors import SkyDistillError
-from sky_distill.evaluate.benchmarks import BenchmarkSpec, load_registry, unknown_benchmark
-from sky_distill.evaluate.loading import LoadedBenchmark, held_out_task, resolve_benchmark
-from sky_distill.evaluate.problems import data_fingerprint
-from sky_distill.evaluate.scoring import Response, score_responses, summarize
-from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.evaluate.benchmark_run import code_sandbox, evaluate_model
+from sky_distill.evaluate.external import score_external
+from sky_distill.evaluate.harness_layout import write_harness_layout
 from sky_distill.models.hub_check import check_hub_model
 from sky_distill.models.reference import check_model_reference, is_hub_id
-from sky_distill.records import EvalSample, Trace, read_jsonl, write_jsonl
-from sky_distill.runs import (
-    completion,
-    fingerprint_files,
-    fingerprint_object,
-    mark_complete,
-    provenance,
-    read_json,
-    write_json_atomic,
-)
-from sky_distill.verify.checks import VERIFIER_VERSION
-from sky_distill.verify.code import CodeSettings
 
 log = logging.getLogger(__name__)
 
 
 class UnknownModelError(SkyDistillError, ValueError):
     """An eval model name that is neither a role, a trained student, a path nor a Hub id."""
-
-
-class SettingsChangedError(SkyDistillError):
-    """An eval directory holds results made with other settings than this run's."""
 
 
 def resolve_model(name: str, teacher: ModelConfig, student: ModelConfig, run_dir: Path) -> ModelConfig:
@@ -71,330 +52,6 @@ def resolve_model(name: str, teacher: ModelConfig, student: ModelConfig, run_dir
     raise UnknownModelError(
         f"eval model {name!r} is not 'teacher', 'student', a trained student in {run_dir / 'train'}, a path or a Hub id"
     )
-
-
-def model_fingerprint(model: ModelConfig) -> str | None:
-    """A hash of a local model's config and weight file sizes (cheap); None for Hub ids."""
-    directory = Path(model.path)
-    if not directory.is_dir():
-        return None
-    config = directory / "config.json"
-    weights = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin"))
-    return fingerprint_object(
-        {
-            "config": config.read_text() if config.exists() else None,
-            "weights": [(p.name, p.stat().st_size) for p in weights],
-        }
-    )
-
-
-# --- what one (model, benchmark) run does ---------------------------------------------------
-
-
-def resolve_sampling(spec: BenchmarkSpec | None, options: BenchmarkOptions, config: EvalConfig) -> SamplingConfig:
-    """Benchmark defaults, then `eval.options.<b>.sampling`, then non-null `eval.sampling` keys."""
-    values = SamplingConfig().model_dump()
-    if spec is not None:
-        values.update(spec.sampling.model_dump())
-    values.update(options.sampling)
-    values.update({key: value for key, value in config.sampling.model_dump().items() if value is not None})
-    try:
-        return SamplingConfig.model_validate(values)
-    except ValueError as error:
-        name = spec.name if spec else "the task benchmark"
-        raise SkyDistillError(f"sampling for {name}: {' '.join(str(error).split())}") from error
-
-
-@dataclass(frozen=True)
-class BenchmarkRun:
-    """Everything that decides one (model, benchmark) result, recorded and checked on resume."""
-
-    benchmark: str
-    model: ModelConfig  # with the prompt the benchmark asks for
-    sampling: SamplingConfig
-    budget: dict[str, Any] | None
-    options: BenchmarkOptions
-    timeout_s: float
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "model_path": self.model.path,
-            "model_revision": self.model.revision,
-            "prompt_template": self.model.prompt_template,
-            "system_prompt": self.model.system_prompt,
-            "sampling": self.sampling.model_dump(),
-            "budget": self.budget,
-            "options": self.options.model_dump(exclude={"sampling"}),
-        }
-
-
-def plan_run(name: str, model: ModelConfig, spec: BenchmarkSpec | None, config: EvalConfig) -> BenchmarkRun:
-    options = config.options.get(name, BenchmarkOptions())
-    system_prompt = config.system_prompt if config.system_prompt is not None else model.system_prompt
-    # A registry benchmark's problems carry the full prompt; the task's keep the model's template.
-    template = "{problem}" if spec is not None else model.prompt_template
-    prompted = model.model_copy(update={"prompt_template": template, "system_prompt": system_prompt})
-    budget = config.budget.model_dump() if config.budget.thinking_tokens is not None else None
-    timeout = options.timeout_s or (spec.timeout_s if spec and spec.timeout_s else config.timeout_s)
-    return BenchmarkRun(name, prompted, resolve_sampling(spec, options, config), budget, options, timeout)
-
-
-def check_settings(out: Path, run: BenchmarkRun) -> None:
-    """Refuse to mix samples made with other settings (a changed n alone may resume)."""
-    path = out / "settings.json"
-    settings = run.settings()
-    if path.exists():
-        before = read_json(path)
-        changed = [
-            key
-            for key in sorted(set(before) | set(settings))
-            if key != "sampling" and before.get(key) != settings.get(key)
-        ]
-        old_sampling = {k: v for k, v in (before.get("sampling") or {}).items() if k != "n"}
-        new_sampling = {k: v for k, v in settings["sampling"].items() if k != "n"}
-        changed += [
-            f"sampling.{k}"
-            for k in sorted(set(old_sampling) | set(new_sampling))
-            if old_sampling.get(k) != new_sampling.get(k)
-        ]
-        if changed:
-            raise SettingsChangedError(
-                f"{out} holds samples made with other settings ({', '.join(changed)} differ); "
-                "use another run_name or remove that directory"
-            )
-    write_json_atomic(path, settings)
-
-
-def generate_samples(run: BenchmarkRun, loaded: LoadedBenchmark, out: Path, engine: LazyEngine) -> list[Response]:
-    """Generate (or resume) the samples of one benchmark; the responses to score."""
-    from sky_distill.evaluate.budget import generate_with_budget, read_thinking
-    from sky_distill.generate.shards import shard_name
-
-    shard_dir = out / "shards"
-    if run.budget is not None:
-        from sky_distill.config import ThinkingBudgetConfig
-
-        budget = ThinkingBudgetConfig.model_validate(run.budget)
-        shard = generate_with_budget(
-            loaded.problems, run.model, run.sampling, budget, loaded.answer_type, shard_dir, engine
-        )
-    else:
-        shard = generate_shard(loaded.problems, run.model, GenerateConfig(sampling=run.sampling), shard_dir, engine)
-    if not shard["complete"]:
-        raise SkyDistillError(
-            f"{run.model.name} on {run.benchmark}: {shard['done_samples']} of {shard['expected_samples']} samples; "
-            "re-run to resume"
-        )
-    ids = {problem.id for problem in loaded.problems}
-    path = shard_dir / f"{shard_name(0, 1)}.jsonl"  # absent when no problem's prompt fits the model
-    traces, errors = read_jsonl(path, Trace) if path.exists() else ([], [])
-    for error in errors:
-        log.warning("unreadable sample: %s", error)
-    thinking = read_thinking(shard_dir)
-    return [
-        Response.from_trace(trace, thinking.get(trace.key, {}).get("thinking_tokens"))
-        for trace in sorted(traces, key=lambda t: (t.problem_id, t.sample_index))
-        if trace.problem_id in ids and trace.sample_index < run.sampling.n
-    ]
-
-
-def result_summary(
-    samples: list[EvalSample],
-    loaded: LoadedBenchmark,
-    config: EvalConfig,
-    seed: int,
-    tokens_known: bool = True,
-) -> dict[str, Any]:
-    spec = loaded.spec
-    groups = None
-    if spec is not None and spec.group_by:
-        groups = {p.id: str(p.metadata.get(spec.group_by, "?")) for p in loaded.problems}
-    summary = summarize(
-        samples,
-        loaded.name,
-        config.ks,
-        config.bootstrap_resamples,
-        config.confidence,
-        seed,
-        groups,
-        tokens_known,
-    )
-    answered = {s.problem_id for s in samples}
-    without = sorted({p.id for p in loaded.problems} - answered)
-    if without:  # e.g. prompts too long for the model: the score covers fewer problems, and says so
-        log.warning(
-            "%s: %d of %d problems have no samples (e.g. %s)",
-            loaded.name,
-            len(without),
-            len(loaded.problems),
-            without[:3],
-        )
-    summary.update(
-        {
-            "benchmark": loaded.name,
-            "benchmark_title": spec.title if spec else loaded.name,
-            "answer_type": loaded.answer_type,
-            "problems_expected": len(loaded.problems),
-            "missing_problems": len(without),
-            "problems_without_samples": without[:50],
-            "verifier_version": VERIFIER_VERSION,
-            "data_source": loaded.source,
-            "data_fingerprint": data_fingerprint(loaded.problems),
-            "prompt_fingerprint": fingerprint_object(sorted((p.id, p.problem) for p in loaded.problems)),
-            "problem_errors": [str(error) for error in loaded.errors],
-        }
-    )
-    return summary
-
-
-def finish(out: Path, samples: list[EvalSample], summary: dict[str, Any]) -> dict[str, Any]:
-    write_jsonl(out / "samples.jsonl", samples)
-    write_json_atomic(out / "summary.json", summary)
-    mark_complete(out, summary)
-    log.info(
-        "%s on %s: avg@%s %.4f ± %.4f over %s",
-        summary["model"],
-        summary["benchmark"],
-        summary.get("n") or "n",
-        summary[f"eval/{summary['benchmark']}/avg@n"],
-        summary[f"eval/{summary['benchmark']}/avg@n_stderr"],
-        problems_phrase(summary),
-    )
-    return summary
-
-
-def problems_phrase(summary: dict[str, Any]) -> str:
-    """`30 problems`, or `1 of 30 problems (29 missing)` for a partial result."""
-    missing = summary.get("missing_problems") or 0
-    if not missing:
-        return f"{summary['problems']} problems"
-    return f"{summary['problems']} of {summary['problems_expected']} problems ({missing} missing)"
-
-
-def code_sandbox(answer_type: str, code: CodeSettings | None) -> dict[str, Any] | None:
-    """For code: refuse (fail closed) before anything is generated or run; else the sandbox layers to record."""
-    if answer_type != "code":
-        return None
-    from sky_distill.verify.sandbox import require_containment
-
-    code = code or CodeSettings()
-    return require_containment(code.backend, code.site_packages)
-
-
-def evaluate_benchmark(
-    run: BenchmarkRun,
-    loaded: LoadedBenchmark,
-    out: Path,
-    engine: LazyEngine,
-    config: EvalConfig,
-    workers: int,
-    cfg_plain: dict[str, Any],
-    code: CodeSettings | None = None,
-) -> dict[str, Any]:
-    """Generate (resumably), score and summarise one model on one benchmark."""
-    check_settings(out, run)
-    sandbox = code_sandbox(loaded.answer_type, code)
-    responses = generate_samples(run, loaded, out, engine)
-    problems = {problem.id: problem for problem in loaded.problems}
-    samples = score_responses(run.benchmark, run.model.name, responses, problems, run.timeout_s, workers, code)
-    summary = {
-        "model": run.model.name,
-        "model_path": str(Path(run.model.path).resolve()) if Path(run.model.path).exists() else run.model.path,
-        "model_revision": run.model.revision,
-        "model_fingerprint": model_fingerprint(run.model),
-        **result_summary(samples, loaded, config, run.sampling.seed),
-        "sampling": run.sampling.model_dump(),
-        "budget": run.budget,
-        "seed": run.sampling.seed,
-        "settings": run.settings(),
-        "provenance": provenance("eval", cfg_plain),
-        **({"sandbox": sandbox} if sandbox else {}),
-    }
-    return finish(out, samples, summary)
-
-
-def evaluate_model(
-    model: ModelConfig,
-    config: EvalConfig,
-    registry: dict[str, BenchmarkSpec],
-    load: Any,  # name -> LoadedBenchmark, cached across models
-    eval_dir: Path,
-    cfg_plain: dict[str, Any],
-    code: CodeSettings | None = None,
-) -> dict[str, Any]:
-    engine = LazyEngine(model, config.sampling.seed)
-    results = {}
-    try:
-        for name in config.benchmarks:
-            out = eval_dir / model.name / name
-            run = plan_run(name, model, registry.get(name), config)
-            done = completion(out)
-            if done is not None and not config.rescore:
-                if done.get("settings") not in (None, run.settings()):
-                    raise SettingsChangedError(
-                        f"{out} is complete with other settings; use another run_name or remove that directory"
-                    )
-                log.info("%s on %s is complete, skipping", model.name, name)
-                results[name] = done
-                continue
-            results[name] = evaluate_benchmark(run, load(name), out, engine, config, config.workers, cfg_plain, code)
-    finally:
-        engine.close()
-    return results
-
-
-# --- external responses ----------------------------------------------------------------------
-
-
-def score_external(
-    config: EvalConfig, load: Any, eval_dir: Path, cfg_plain: dict[str, Any], code: CodeSettings | None = None
-) -> dict[str, Any]:
-    """Score a responses file against the benchmarks; no engine is started."""
-    from sky_distill.evaluate.responses import coverage_gaps, describe_gaps, read_responses, token_counter
-
-    path = Path(config.responses.path)  # type: ignore[arg-type]
-    loaded = {name: load(name) for name in config.benchmarks}
-    counter = token_counter(config.responses.tokenizer) if config.responses.tokenizer else None
-    by_benchmark = read_responses(path, {n: {p.id for p in b.problems} for n, b in loaded.items()}, counter)
-    empty = [name for name in config.benchmarks if not by_benchmark.get(name)]
-    if empty:
-        raise SkyDistillError(f"{path} has no responses for {', '.join(empty)}; drop them from eval.benchmarks")
-    gaps = {name: coverage_gaps(by_benchmark[name], [p.id for p in bench.problems]) for name, bench in loaded.items()}
-    partial = [describe_gaps(name, len(loaded[name].problems), *gaps[name]) for name in gaps if any(gaps[name][:2])]
-    if partial and not config.responses.allow_missing:
-        raise SkyDistillError(
-            f"{path} is a partial result: {' | '.join(partial)}. Give every problem the same number of samples, "
-            "or set eval.responses.allow_missing=true to score what is there and report the rest as missing"
-        )
-    model_name = config.responses.name or path.stem
-    results = {}
-    for name, bench in loaded.items():
-        responses = by_benchmark[name]
-        missing, short, most = gaps[name]
-        problems = {problem.id: problem for problem in bench.problems}
-        timeout = config.options.get(name, BenchmarkOptions()).timeout_s or (
-            bench.spec.timeout_s if bench.spec and bench.spec.timeout_s else config.timeout_s
-        )
-        sandbox = code_sandbox(bench.answer_type, code)
-        samples = score_responses(name, model_name, responses, problems, timeout, config.workers, code)
-        tokens_known = all(r.completion_tokens is not None for r in responses)
-        summary = {
-            "model": model_name,
-            "model_path": None,
-            "responses_file": str(path),
-            "responses_fingerprint": fingerprint_files([path]),
-            **result_summary(samples, bench, config, config.sampling.seed, tokens_known),
-            "short_problems": len(short),
-            "coverage": describe_gaps(name, len(bench.problems), missing, short, most) if missing or short else None,
-            "seed": config.sampling.seed,
-            "provenance": provenance("eval", cfg_plain, {"responses": fingerprint_files([path])}),
-            **({"sandbox": sandbox} if sandbox else {}),
-        }
-        results[name] = finish(eval_dir / model_name / name, samples, summary)
-    return {model_name: results}
-
-
-# --- entry point -----------------------------------------------------------------------------
 
 
 def check_names(config: EvalConfig, registry: dict[str, BenchmarkSpec], task: TaskConfig) -> None:
@@ -417,7 +74,7 @@ def run(cfg: Any) -> dict[str, Any]:
     registry = load_registry(config.registry_dir)
     check_names(config, registry, task)
     plain = to_container(cfg)
-    code = CodeSettings(**typed["verify"].sandbox.model_dump())  # the verifier's sandbox settings
+    code = typed["verify"].sandbox  # the verifier's sandbox settings
     if any(registry[name].answer_type == "code" for name in config.benchmarks if name in registry):
         code_sandbox("code", code)  # fail closed before any model is loaded
     cache: dict[str, LoadedBenchmark] = {}
@@ -432,18 +89,30 @@ def run(cfg: Any) -> dict[str, Any]:
         return cache[name]
 
     if config.responses.path:
-        return headline(score_external(config, load, run_dir / "eval", plain, code))
-    models = [resolve_model(name, typed["teacher"], typed["student"], run_dir) for name in config.models]
+        results = score_external(config, load, run_dir / "eval", plain, code)
+    else:
+        models = models_to_evaluate(config, typed["teacher"], typed["student"], run_dir)
+        results = {
+            model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
+        }
+    harness_dir = run_dir / "eval" / "harness"
+    files = write_harness_layout(run_dir / "eval", harness_dir)
+    log.info("lm-evaluation-harness / lighteval layout: %d files in %s", len(files), harness_dir)
+    return headline(results)
+
+
+def models_to_evaluate(
+    config: EvalConfig, teacher: ModelConfig, student: ModelConfig, run_dir: Path
+) -> list[ModelConfig]:
+    """The models `eval.models` names, each checked to be loadable before any of them runs."""
+    models = [resolve_model(name, teacher, student, run_dir) for name in config.models]
     if not models:
         raise SkyDistillError("eval.models is empty; name models to evaluate, or set eval.responses.path")
     for model in models:
         if model.engine.backend == "vllm":
             check_model_reference(model.path, f"eval model {model.name!r}")
             check_hub_model(model.path, "eval model", "eval.models=[/path/to/model]", model.revision)
-    results = {
-        model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
-    }
-    return headline(results)
+    return models
 
 
 def headline(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import stage_config, to_container
+from sky_distill.config import role_names, stage_config, to_container
 from sky_distill.errors import MissingInputError
 from sky_distill.evaluate.baselines import load_baselines
 from sky_distill.evaluate.compare import compare_models, comparison_markdown
@@ -55,7 +55,7 @@ def seed_runs_of(plain: dict[str, Any], run_dir: Path, listed: list[str]) -> lis
 def run_seed_table(
     plain: dict[str, Any], config: Any, seed_runs: list[Path], run_dir: Path, out: Path
 ) -> dict[str, Any]:
-    roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
+    roles = role_names(plain)
     models = [roles.get(name, name) for name in plain.get("pipeline", {}).get("eval_models", [])] or config.models
     pairs = []
     for a, b in config.table.pairs:
@@ -107,7 +107,7 @@ def run(cfg: Any) -> dict[str, Any]:
         raise MissingInputError(f"no eval results in {run_dir / 'eval'}; run `sky-distill eval` first")
     baselines = load_baselines(options.baselines, config.registry_dir)
     plain = to_container(cfg)
-    roles = {"teacher": plain["teacher"]["name"], "student": plain["student"]["name"]}
+    roles = role_names(plain)
     order = [roles.get(name, name) for name in plain.get("pipeline", {}).get("eval_models", [])]
     if label:
         order = [f"{label}/{name}" for name in order]

@@ -16,6 +16,7 @@ from typing import Any
 
 from sky_distill.evaluate.baselines import BaselineScore, baseline_cells
 from sky_distill.runs import read_json
+from sky_distill.verify.sandbox import layers_summary
 
 DETAIL_KEYS = ("truncation_rate", "unparsed_rate", "mean_tokens", "median_tokens")
 
@@ -58,8 +59,6 @@ class Table:
 
 def sandbox_line(summary: dict[str, Any]) -> str:
     """The code sandbox a summary was scored under ('' for math and choice)."""
-    from sky_distill.verify.sandbox import layers_summary
-
     return layers_summary(summary["sandbox"]) if summary.get("sandbox") else ""
 
 

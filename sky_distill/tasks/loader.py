@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sky_distill.config import TaskConfig
-from sky_distill.records import Problem, RecordError, iter_json_objects
+from sky_distill.records import Problem, RecordError
 from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems
 
 DEFAULT_FIELDS = {"id": "id", "problem": "problem", "answer": "answer", "choices": "choices"}
@@ -87,12 +87,15 @@ def with_derived_answer(row: dict[str, Any], task: TaskConfig) -> dict[str, Any]
 
 
 def read_problem_file(path: str | Path, fields: dict[str, str], source: str, answer_type: str) -> Iterator[Located]:
-    where = str(path)
-    for line_number, row in iter_json_objects(path):
-        if isinstance(row, RecordError):
-            yield where, line_number, row
-        else:
-            yield where, line_number, problem_from_row(row, fields, source, answer_type, (where, line_number))
+    """Rows of a JSON Lines, JSON array or parquet file, or of every such file in a folder or glob."""
+    from sky_distill.data_sources.sources import DataSource, file_rows, source_files
+
+    for file in source_files(DataSource(path=str(path))):
+        for where, line_number, row in file_rows(file):
+            if isinstance(row, RecordError):
+                yield where, line_number, row
+            else:
+                yield where, line_number, problem_from_row(row, fields, source, answer_type, (where, line_number))
 
 
 def read_hub_dataset(task: TaskConfig) -> Iterator[Located]:

@@ -55,16 +55,15 @@ class RoundFailedError(SkyDistillError):
 
 
 def sampling_mechanisms():
-    """The generate stage's engine and shard writer, imported in this one place (issue 15 moves them
-    to sky_distill.generate.sampling; change this line then)."""
-    from sky_distill.generate.stage import LazyEngine, generate_shard
+    """The generate stage's engine and shard writer (heavy: imported when a round samples)."""
+    from sky_distill.generate.sampling import LazyEngine, generate_shard
 
     return LazyEngine, generate_shard
 
 
 def verify_mechanism():
-    """The verifier batch that curates traces (issue 15 moves it to sky_distill.verify.batch)."""
-    from sky_distill.verify.stage import verify_responses
+    """The verifier batch that curates traces and scores eval runs."""
+    from sky_distill.verify.batch import verify_responses
 
     return verify_responses
 

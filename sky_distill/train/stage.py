@@ -1,7 +1,8 @@
 """`sky-distill train`: fine-tune the student on this run's curated traces with DeepSpeed.
 
-Input: `<run_dir>/verify/sft/{verified,all}.jsonl` (train.data picks); with train.loss=on_policy the
-student's own samples, round by round (train/on_policy.py), and no verify stage input. Output:
+Input: `<run_dir>/verify/sft/{verified,all}.jsonl` (train.data picks), or files / Hub datasets
+converted into `<output>/data/` (sky_distill.data_sources); with train.loss=on_policy the student's
+own samples, round by round (train/on_policy.py), and no verify stage input. Output:
 `<run_dir>/train/<train.name>/` with checkpoints, metrics.jsonl, `final/` (a Hugging Face
 model with tokenizer and provenance.json) and COMPLETE.json.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sky_distill.config import ON_POLICY_GROUPS, stage_config, to_container, validate_groups
+from sky_distill.data_sources.train_data import is_external, prepare_train_data
 from sky_distill.errors import MissingInputError
 from sky_distill.models.reference import check_model_reference
 from sky_distill.runs import completion, fingerprint_files, provenance
@@ -34,10 +36,13 @@ def run(cfg: Any) -> dict[str, Any]:
     check_model_reference(
         train.init, "train.init", "set train.init, or run `sky-distill bootstrap` for the tiny models"
     )
-    if completion(verify_dir) is None:
-        raise MissingInputError(f"no complete verification in {verify_dir}; run `sky-distill verify` first")
-    data_file = verify_dir / "sft" / SFT_FILES[train.data]
     output_dir = train_output_dir(paths.run_dir, train.name)
+    if is_external(train.data):  # files or Hub datasets, converted to SFT records (README, Bring your own data)
+        data_files = prepare_train_data(train.data, train.data_format, train.seed, output_dir / "data")[0]
+    elif completion(verify_dir) is None:
+        raise MissingInputError(f"no complete verification in {verify_dir}; run `sky-distill verify` first")
+    else:
+        data_files = [str(verify_dir / "sft" / SFT_FILES[train.data])]
     container = to_container(cfg)
     topk_dirs = []
     if train.loss == "distill" and train.distill.teacher == "offline" and train.distill.kd_weight > 0:
@@ -52,11 +57,11 @@ def run(cfg: Any) -> dict[str, Any]:
     job = TrainJob(
         train=train,
         zero=container["deepspeed"]["zero_optimization"],
-        data_files=[str(data_file)],
+        data_files=data_files,
         teacher_topk_dirs=topk_dirs,
         output_dir=str(output_dir),
         logger=logger,
-        provenance=provenance("train", container, {"data": fingerprint_files([data_file]), "init": train.init}),
+        provenance=provenance("train", container, {"data": fingerprint_files(data_files), "init": train.init}),
     )
     launch(job)
     return completion(output_dir) or {}

@@ -17,7 +17,7 @@ import math
 import re
 
 _UNWRAP = re.compile(r"\\(?:text|textrm|mathrm|mbox|textit)\s*\{([^{}]*)\}")
-_CONDITION_WORDS = r"(?:for|with|when|where|if|provided|assuming)"
+_CONDITION_WORDS = r"(?:for|with|when|where|if|provided|assuming|since|because|given)"
 _PER_CASE = re.compile(rf"\(\s*{_CONDITION_WORDS}\b[^()]*\)", re.IGNORECASE)
 _TRAILING_CONDITION = re.compile(
     rf"(?:,|;|\\quad|\\qquad|\\[,;:]|\s)*\b{_CONDITION_WORDS}\b(?:\s+(?:all|every|some|any|each|probability))?\s+.*$",
@@ -33,6 +33,15 @@ def drop_conditions(text: str) -> str:
     unwrapped = _PER_CASE.sub(" ", unwrapped)
     stripped = _TRAILING_CONDITION.sub("", unwrapped).strip()
     return stripped if stripped and re.search(r"[\w\\]", stripped) else text
+
+
+def condition_of(text: str) -> str:
+    """The condition `drop_conditions` would drop (`where a = 1` of `f(x) = ax \\text{ where } a = 1`), or ''."""
+    if drop_conditions(text) == text:
+        return ""
+    unwrapped = _PER_CASE.sub(lambda match: " " + match.group(0), _UNWRAP.sub(r" \1 ", text))
+    found = re.search(rf"\b{_CONDITION_WORDS}\b.*$", unwrapped, re.IGNORECASE | re.DOTALL)
+    return found.group(0) if found else ""
 
 
 _TIME = re.compile(
@@ -53,6 +62,21 @@ def minutes_of_day(text: str) -> float | None:
     if meridiem:
         hours = hours % 12 + (12 if meridiem == "p" else 0)
     return hours * 60 + minutes + seconds / 60
+
+
+def expand_plus_minus(text: str) -> str:
+    """`1, \\frac{3 \\pm \\sqrt{21}}{2}` -> `1, \\frac{3 + \\sqrt{21}}{2}, \\frac{3 - \\sqrt{21}}{2}`: each
+    top-level part with one `\\pm` becomes its two values (a list of solutions)."""
+    if "\\pm" not in text:
+        return text
+    parts = [part.strip() for part in re.split(r",(?![^()\[\]{}]*[)\]}])", text)]
+    expanded = []
+    for part in parts:
+        if part.count("\\pm") == 1 and "\\mp" not in part:
+            expanded += [part.replace("\\pm", "+"), part.replace("\\pm", "-")]
+        else:
+            expanded.append(part)
+    return ", ".join(expanded)
 
 
 def rewrite_mixed_number(text: str) -> str:
@@ -104,7 +128,8 @@ def unify_subscripts(text: str) -> str:
     """`V0` -> `V_{0}` (math-verify reads `V_0` and `V_{0}` alike): a letter followed by digits is
     a subscripted name; `\\lambda_{\\text{red}}` -> `\\lambda_{red}`."""
     text = re.sub(r"_\s*\{\s*\\(?:text|mathrm|rm)\s*\{\s*([^{}]*?)\s*\}\s*\}", r"_{\1}", text)  # `_{\text{red}}`
-    return re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
+    text = re.sub(r"(?<![\\a-zA-Z_\d.])([a-zA-Z])(\d+)(?![\d.])", r"\1_{\2}", text)  # not `7.26e6`
+    return re.sub(r"_\s*([a-zA-Z0-9])(?![\w{])", r"_{\1}", text)  # `E_1` -> `E_{1}`
 
 
 _COLUMN = re.compile(r"\\begin\{([pbv]?matrix)\}(.*?)\\end\{\1\}", re.DOTALL)

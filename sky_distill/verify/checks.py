@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sky_distill.config import SandboxConfig
 from sky_distill.verify import choice
 from sky_distill.verify import math as math_check
 
@@ -18,7 +19,8 @@ CODE_VERSION = "1"  # the sandbox runner: bump when a change can alter a code ve
 VERIFIER_VERSION = f"math-{math_check.VERIFIER_VERSION}+choice-2+code-{CODE_VERSION}"
 
 
-def _result(status: str, extracted: str | None, detail: str | None, started: float) -> dict[str, Any]:
+def outcome(status: str, extracted: str | None, detail: str | None, started: float) -> dict[str, Any]:
+    """What a check returns (plain data, pickled back from the worker), for every answer type."""
     return {
         "status": status,
         "correct": status == "correct",
@@ -49,14 +51,14 @@ def check_response(
     """Judge one response. `timeout_s` is the caller's limit for this check (code problems use it as their cap)."""
     started = time.perf_counter()
     if answer_type == "code":
-        from sky_distill.verify.code import check_code
+        from sky_distill.verify.code import check_code  # code.py imports `outcome` from here
 
         return check_code(response, tests, started, timeout_s)
     if answer_type not in ("math", "choice"):
-        return _result("error", None, f"unknown answer_type {answer_type!r}", started)
+        return outcome("error", None, f"unknown answer_type {answer_type!r}", started)
     problem = gold_problem(answer_type, gold)
     if problem:
-        return _result("error", None, problem, started)
+        return outcome("error", None, problem, started)
     if answer_type == "math":
         extracted = math_check.extract_answer(response)
         correct = extracted is not None and math_check.equivalent(extracted, gold)
@@ -64,16 +66,15 @@ def check_response(
         extracted = choice.extract_choice(response)
         correct = extracted is not None and extracted == gold.strip().strip("()").upper()
     status = "unparsed" if extracted is None else ("correct" if correct else "incorrect")
-    return _result(status, extracted, None, started)
+    return outcome(status, extracted, None, started)
 
 
-def prepare_worker(code_settings: Any = None) -> None:
+def prepare_worker(code_settings: SandboxConfig | None = None) -> None:
     """A verify worker's start: its code settings, then one check to import and warm up the math
     verifier (math-verify, sympy). The pool starts timing an item only once the worker takes it,
     so these seconds never count against an item's timeout: on a loaded machine they used to,
     and every item of a stage could time out while its replacement workers were importing."""
-    from sky_distill.verify.code import configure
+    from sky_distill.verify.code import configure  # as above: code.py imports this module
 
     configure(code_settings)
     check_response("math", "\\boxed{\\frac{1}{2}}", "0.5")
-

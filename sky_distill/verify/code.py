@@ -21,11 +21,12 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from sky_distill.config import SandboxConfig
+from sky_distill.verify.checks import outcome
 from sky_distill.verify.math import answer_region
-from sky_distill.verify.sandbox import SandboxLimits, SandboxResult, run_python
+from sky_distill.verify.sandbox import SandboxResult, run_python
 
 # Names LeetCode-style solutions use without importing them (as the LeetCode judge provides).
 FUNCTIONAL_PRELUDE = """\
@@ -42,39 +43,13 @@ from math import inf, gcd, sqrt, ceil, floor, comb, log, log2
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class CodeSettings:
-    """Sandbox and runner settings for code checks (from `verify.sandbox` in the config)."""
-
-    backend: str = "auto"
-    site_packages: bool = False
-    test_timeout_s: float = 6.0  # per stdio case, or the whole functional program
-    memory_mb: int = 1024
-    max_processes: int = 32
-    max_file_mb: int = 16
-    disk_mb: int = 64
-    max_output_mb: int = 4
-    float_tolerance: float = 1e-6
-    stop_at_first_failure: bool = True
-
-    def limits(self, timeout_s: float, memory_mb: int | None = None) -> SandboxLimits:
-        return SandboxLimits(
-            timeout_s=timeout_s,
-            memory_mb=memory_mb or self.memory_mb,
-            max_processes=self.max_processes,
-            max_file_mb=self.max_file_mb,
-            disk_mb=self.disk_mb,
-            max_output_bytes=self.max_output_mb << 20,
-        )
+_settings = SandboxConfig()
 
 
-_settings = CodeSettings()
-
-
-def configure(settings: CodeSettings | None) -> None:
-    """Set this process's code settings (the verify pool calls it in each worker)."""
+def configure(settings: SandboxConfig | None) -> None:
+    """Set this process's sandbox settings (`verify.sandbox`; the verify pool calls it in each worker)."""
     global _settings
-    _settings = settings or CodeSettings()
+    _settings = settings or SandboxConfig()
 
 
 class MalformedTestsError(ValueError):
@@ -201,17 +176,6 @@ def _shorten(text: str, limit: int = 120) -> str:
 # --- running ----------------------------------------------------------------------------------
 
 
-def _verdict(status: str, extracted: str | None, detail: str | None, started: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "status": status,
-        "correct": status == "correct",
-        "extracted": extracted,
-        "detail": detail,
-        "elapsed_s": round(time.perf_counter() - started, 4),
-        **extra,
-    }
-
-
 def _failure(result: SandboxResult, where: str) -> tuple[str, str]:
     """Verdict status and detail for a program that did not pass."""
     if result.status == "timeout":
@@ -222,7 +186,7 @@ def _failure(result: SandboxResult, where: str) -> tuple[str, str]:
 
 
 def run_functional(
-    solution: str, tests: dict[str, Any], budget_s: float, settings: CodeSettings
+    solution: str, tests: dict[str, Any], budget_s: float, settings: SandboxConfig
 ) -> tuple[str, str | None]:
     timeout = min(tests.get("timeout_s") or max(settings.test_timeout_s, budget_s), budget_s)
     result = run_python(
@@ -240,7 +204,7 @@ def run_functional(
     return _failure(result, "tests")
 
 
-def run_stdio(solution: str, tests: dict[str, Any], budget_s: float, settings: CodeSettings) -> tuple[str, str | None]:
+def run_stdio(solution: str, tests: dict[str, Any], budget_s: float, settings: SandboxConfig) -> tuple[str, str | None]:
     cases = tests["cases"]
     deadline = time.monotonic() + budget_s
     per_test = tests.get("timeout_s") or settings.test_timeout_s
@@ -288,12 +252,12 @@ def check_code(
     try:
         parsed = parse_tests(tests)
     except MalformedTestsError as error:
-        return _verdict("error", None, str(error), started)
+        return outcome("error", None, str(error), started)
     solution = extract_code(response)
     if solution is None:
-        return _verdict("unparsed", None, "no Python code block in the answer", started)
+        return outcome("unparsed", None, "no Python code block in the answer", started)
     extracted = code_fingerprint(solution)
     budget = timeout_s if timeout_s is not None else 60.0
     runner = run_functional if parsed["type"] == "functional" else run_stdio
     status, detail = runner(solution, parsed, budget, _settings)
-    return _verdict(status, extracted, detail, started)
+    return outcome(status, extracted, detail, started)

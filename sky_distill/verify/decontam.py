@@ -1,23 +1,29 @@
 """Benchmark decontamination: drop training problems that contain an eval problem (word n-gram overlap).
 
-Eval sets are JSONL files in `paths.benchmarks_dir`, found by name: `<name>.jsonl`, or the local
-file the eval registry names for that benchmark (`mbpp` -> `mbpp_test.jsonl`). Words are lower
+Eval sets are benchmarks of the eval registry (`eval/benchmarks/`), read as the eval stage reads
+them: the local copy the definition names in `paths.benchmarks_dir` (`mbpp` -> `mbpp_test.jsonl`),
+else the Hub, each through its own field mapping (LiveCodeBench: `question_content`). A set that
+yields no problem text is an error. Words are lower
 case with punctuation and LaTeX markup dropped. A training problem is contaminated by a benchmark
 when it holds at least `min_overlap` of one of the benchmark's problems' n-grams (`min_overlap`
 near 0: any shared n-gram); an eval problem shorter than n words must match whole. The index
-is pure; reading files is `load_benchmark_texts`.
+is pure; reading the sets is `load_benchmark_texts`.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sky_distill.benchmarks.loading import problem_statements
+from sky_distill.benchmarks.registry import BenchmarkSpec, load_registry, unknown_benchmark
 from sky_distill.errors import MissingInputError
+
+log = logging.getLogger(__name__)
 
 
 def words(text: str) -> list[str]:
@@ -76,51 +82,41 @@ class ContaminationIndex:
         return found
 
 
-def benchmark_file(name: str, benchmarks_dir: str | Path) -> Path:
-    """`<dir>/<name>.jsonl`, else the local file the eval registry gives the benchmark."""
-    directory = Path(benchmarks_dir)
-    direct = directory / f"{name}.jsonl"
-    if direct.is_file():
-        return direct
-    try:
-        from sky_distill.evaluate.benchmarks import load_registry
-
-        spec = load_registry().get(name)
-    except Exception:  # the registry is optional here: a name can always be a file stem
-        spec = None
-    if spec is not None and spec.local is not None and (directory / spec.local.file).is_file():
-        return directory / spec.local.file
-    raise MissingInputError(f"verify.decontaminate: no eval set {name!r} in {directory} (looked for {direct.name})")
-
-
-def load_benchmark_texts(name: str, benchmarks_dir: str | Path | None) -> list[str]:
-    """The problem statements of one eval set."""
-    if not benchmarks_dir:
+def load_benchmark_texts(
+    name: str,
+    benchmarks_dir: str | Path | None,
+    registry: dict[str, BenchmarkSpec] | None = None,
+    source: str = "auto",
+) -> list[str]:
+    """The problem statements of one eval set; a set without any is an error naming where it looked."""
+    registry = load_registry() if registry is None else registry
+    if name not in registry:
+        raise unknown_benchmark(name, list(registry))
+    texts, errors, where = problem_statements(registry[name], benchmarks_dir, source)
+    if not texts:
+        example = f"; e.g. {errors[0]}" if errors else ""
         raise MissingInputError(
-            "verify.decontaminate.benchmarks needs paths.benchmarks_dir (or $SKY_DISTILL_BENCHMARKS)"
+            f"verify.decontaminate: eval set {name!r} yields no problem texts from {where} "
+            f"({len(errors)} rows without one{example})"
         )
-    path = benchmark_file(name, benchmarks_dir)
-    texts = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise MissingInputError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-            text = row.get("problem") or row.get("question") or row.get("prompt") or row.get("text")
-            if text:
-                texts.append(str(text))
+    if errors:
+        log.warning("verify.decontaminate: %s: %d rows without a problem text, e.g. %s", name, len(errors), errors[0])
     return texts
 
 
 def build_index(
-    names: Iterable[str], benchmarks_dir: str | Path | None, n: int, min_overlap: float = 0.5
+    names: Iterable[str],
+    benchmarks_dir: str | Path | None,
+    n: int,
+    min_overlap: float = 0.5,
+    registry: dict[str, BenchmarkSpec] | None = None,
+    source: str = "auto",
 ) -> ContaminationIndex:
+    """The index of the named eval sets (registry: the repository's `eval/` unless given)."""
+    registry = load_registry() if registry is None else registry
     index = ContaminationIndex(n=n, min_overlap=min_overlap)
     for name in names:
-        index.add(name, load_benchmark_texts(name, benchmarks_dir))
+        index.add(name, load_benchmark_texts(name, benchmarks_dir, registry, source))
     return index
 
 

@@ -5,6 +5,8 @@ Pairs (`tests/verify/data/equivalence_{dev,held_out}.jsonl`): `gold`, `pred`, `l
 `../shared/fixtures/sky_t1_traces_sample.jsonl` by `trace_id` rather than copying it; a row may
 replace the trace's final answer (`final_answer`, a wrong value for a near-miss) and restate it
 as a sentence instead of a box (`final_form: "stated"`), so earlier boxed values become distractors.
+Held-out v2's responses (`responses_held_out_v2.jsonl`) name a row of SkyThought's published
+evaluation outputs; `scripts/heldout_v2_texts.py` writes their texts to `V2_TEXTS` (not in git).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from pathlib import Path
 
 PAIR_FIELDS = {"gold": str, "pred": str, "label": bool, "kind": str, "source": str}
 RESPONSE_FIELDS = {"trace_id": str, "problem_id": str, "benchmark": str, "label": bool, "source": str}
+V2_TEXTS = "shared/verifier/responses_held_out_v2.jsonl"  # relative to the repository root
+EXCERPT_BEFORE_THOUGHT_END = 2000
+EXCERPT_TAIL = 6000
+INLINE_RESPONSE_FIELDS = {"problem_id": str, "benchmark": str, "response": str, "label": bool, "source": str}
 
 
 @dataclass(frozen=True)
@@ -81,14 +87,43 @@ def edit_final_answer(trace: str, final_answer: str | None, final_form: str) -> 
     return edited[: closing.start()] + statement + edited[closing.start() :] if closing else edited + statement
 
 
-def read_responses(path: Path, traces_path: Path, benchmarks_dir: Path) -> list[Response]:
-    """Responses built from the shared traces, with the gold joined from the benchmark files."""
-    rows = read_rows(path, RESPONSE_FIELDS)
-    traces = {row["id"]: row for row in read_rows(traces_path, {"id": str, "trace": str})}
+def _golds(rows: list[dict], benchmarks_dir: Path) -> dict[str, str]:
     golds: dict[str, str] = {}
     for benchmark in sorted({row["benchmark"] for row in rows}):
         for gold in read_rows(Path(benchmarks_dir) / f"{benchmark}.jsonl", {"id": str}):
             golds[gold["id"]] = str(gold["answer"])
+    return golds
+
+
+def response_excerpt(text: str) -> str:
+    """The part of a long response the labels were set on: from 2,000 characters before the end of
+    its thinking, or, without a thinking end marker, its last 6,000 characters."""
+    end = text.find("<|end_of_thought|>")
+    if end >= 0:
+        return text[max(0, end - EXCERPT_BEFORE_THOUGHT_END) :]
+    return text[-EXCERPT_TAIL:]
+
+
+def read_inline_responses(path: Path, benchmarks_dir: Path) -> list[Response]:
+    """Responses stored in the file itself (`response`), gold joined from the benchmark files; kind = benchmark."""
+    rows = read_rows(path, INLINE_RESPONSE_FIELDS)
+    golds = _golds(rows, benchmarks_dir)
+    responses = []
+    for number, row in enumerate(rows, start=1):
+        if row["problem_id"] not in golds:
+            raise ValueError(f"{path}:{number}: field 'problem_id' {row['problem_id']!r} has no gold")
+        gold = golds[row["problem_id"]]
+        responses.append(
+            Response(row["problem_id"], row["benchmark"], row["response"], gold, row["label"], row["benchmark"])
+        )
+    return responses
+
+
+def read_responses(path: Path, traces_path: Path, benchmarks_dir: Path) -> list[Response]:
+    """Responses built from the shared traces, with the gold joined from the benchmark files."""
+    rows = read_rows(path, RESPONSE_FIELDS)
+    traces = {row["id"]: row for row in read_rows(traces_path, {"id": str, "trace": str})}
+    golds = _golds(rows, benchmarks_dir)
     responses = []
     for number, row in enumerate(rows, start=1):
         if row["trace_id"] not in traces:

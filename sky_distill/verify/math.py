@@ -25,7 +25,7 @@ from functools import lru_cache
 from sky_distill.verify import answer_forms as forms
 
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "3"  # bump when a change can alter any verdict (3: answer forms, precision from the gold)
+VERIFIER_VERSION = "4"  # bump when a change can alter any verdict (4: trailing variables, ± lists, conditions)
 INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
 
 # --- finding the final answer ---------------------------------------------------------------
@@ -198,6 +198,7 @@ def normalize_bare(text: str) -> str:
     text = forms.unify_derivatives(text)  # sympy reads d M / d t of a bare symbol as 0
     text = _BARE_ARGUMENT.sub(r"\\\1\2(\3)", text)  # `\cos^2 t` -> `\cos^2(t)`: math-verify stops at the space
     text = _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text)
+    text = re.sub(r"(\d)\s*x\s*10\s*\^", r"\1\\times 10^", text)  # `3.2 x 10^5`
     text = re.sub(r"(\d)\.(?=\s*(?:[/)\]},]|$))", r"\1", text)  # `-1./3`: a trailing point
     text = re.sub(r"\\(?:mathrm|text|operatorname)\{([a-zA-Z])\}", r"\1", text)  # \mathrm{e}: math-verify stops at it
     text = re.sub(r"_\{?\\([a-zA-Z]+)\}?", r"_{\1}", text)  # L_{\odot}: a name, not a command
@@ -237,6 +238,36 @@ def _inner_timeout() -> int | None:
     return INNER_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
+_TRAILING_LETTER = re.compile(r"(?:^|[\s\d}])([a-zA-Z])\s*$")
+_NUMERIC_FORMATTING = re.compile(r"\\(?:times|cdot|[,;:! ]|quad|qquad|(?:text|mathrm|mbox)\s*\{[^{}]*\})|~")
+
+
+def _ends_in_variable(bare: str) -> bool:
+    """Whether a bare answer ends in a one-letter variable that math-verify would drop as a unit: an
+    expression (`\\frac{1}{m} t`, `2\\pi r h`), not a number with a unit (`5 m`, `1.6 \\times 10^3 m`)."""
+    match = _TRAILING_LETTER.search(bare)
+    if not match:
+        return False
+    prefix = _NUMERIC_FORMATTING.sub(" ", bare[: match.start(1)])
+    return bool(re.search(r"[a-zA-Z\\]", prefix))
+
+
+@lru_cache(maxsize=2)
+def _extraction_config(keep_trailing_letters: bool) -> list:
+    """math-verify's default extraction, without its unit removal when a trailing letter is a variable."""
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    latex = LatexExtractionConfig()
+    if keep_trailing_letters:
+        latex = LatexExtractionConfig(
+            normalization_config=NormalizationConfig(
+                basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+            )
+        )
+    return [latex, ExprExtractionConfig()]
+
+
 @lru_cache(maxsize=4096)
 def _parse_forms(text: str) -> tuple:
     """math-verify parses of an answer: the bare answer as LaTeX, else math-verify's own extraction."""
@@ -250,7 +281,7 @@ def _parse_forms(text: str) -> tuple:
     if _is_prose(text):
         return tuple(parse(text, parsing_timeout=timeout))
     bare = normalize_bare(text)
-    forms = parse(f"${bare}$", parsing_timeout=timeout)
+    forms = parse(f"${bare}$", parsing_timeout=timeout, extraction_config=_extraction_config(_ends_in_variable(bare)))
     if re.fullmatch(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+(?:,\d+)?)(?:\.\d+)?", bare):  # '1000,99', '1,22', '7,425,000'
         # ('1,3,5' is a list: math-verify's number reading would make it 1.3)
         forms = [*forms, *parse(bare, parsing_timeout=timeout)]
@@ -332,7 +363,17 @@ def _percent_as_ratio(pred: str, gold: str) -> bool:
     if not number or re.fullmatch(r"\s*-?\d+\s*", _strip_delimiters(other)):
         return False  # 28 is 28%, never 0.28 (math-verify decides that one)
     ratio = _plain_number(_parse_forms(other))
-    return ratio is not None and abs(float(number.group(1)) / 100 - ratio) < 1e-9
+    if ratio is None:
+        return False
+    share = float(number.group(1)) / 100
+    if abs(share - ratio) < 1e-9:
+        return True
+    gold_is_percent = percent is gold  # the gold's stated digits set the tolerance (`0.192` vs `19.19\%`)
+    half_unit = forms.stated_precision(_PERCENT.sub("", _strip_delimiters(gold)) if gold_is_percent else gold)
+    if half_unit is None:
+        return False
+    pred_value, gold_value = (ratio, share) if gold_is_percent else (share, ratio)
+    return forms.within_stated_precision(pred_value, gold_value, half_unit / (100 if gold_is_percent else 1))
 
 
 def _same_left_side(pred: str, gold: str) -> tuple[str, str] | None:
@@ -389,7 +430,7 @@ def _rewrite(text: str) -> str:
     text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)(?:\s*\\quad)?\s*", ", ", text)
     text = forms.drop_trailing_words(forms.rewrite_mixed_number(text))
     text = forms.unify_subscripts(forms.unify_derivatives(text))
-    return _values_of_named_list(text)
+    return forms.expand_plus_minus(_values_of_named_list(text))
 
 
 def _values_of_named_list(text: str) -> str:
@@ -499,15 +540,15 @@ def _compare(pred: str, gold: str) -> bool:
     """math-verify with the checks around it: relative numbers, equations, identities."""
     if _percent_as_ratio(pred, gold):
         return True
+    sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
+    if sides is not None:  # the values decide: no parse of the whole equation, no Eq-against-value verify
+        return _compare_values(*sides)
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
     if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
         return False
     if _verify(gold_forms, pred_forms):
         bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
         return not (bare and _numbers_differ(gold_forms, pred_forms))
-    sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
-    if sides is not None and _compare_values(*sides):
-        return True
     if not (_trusted(gold_forms) and _trusted(pred_forms)) or not gold_forms or not pred_forms:
         return False
     return _same_equation(pred_forms, gold_forms) or _same_at_random_points(pred_forms[0], gold_forms[0])
@@ -520,7 +561,13 @@ def _compare_values(pred: str, gold: str) -> bool:
     if not (gold_forms and pred_forms and _trusted(gold_forms) and _trusted(pred_forms)):
         return False
     gold_form, pred_form = gold_forms[0], pred_forms[0]
-    if isinstance(gold_form, sympy.Expr) and isinstance(pred_form, sympy.Expr) and gold_form.free_symbols:
+    steps = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod, sympy.Piecewise)
+    if (
+        isinstance(gold_form, sympy.Expr)
+        and isinstance(pred_form, sympy.Expr)
+        and gold_form.free_symbols
+        and not (gold_form.has(*steps) or pred_form.has(*steps))
+    ):
         return _same_at_random_points(pred_form, gold_form)  # complete for functions, and cheaper than verify
     if _verify(gold_forms, pred_forms):
         return not _numbers_differ(gold_forms, pred_forms)
@@ -562,6 +609,11 @@ def equivalent(pred: str, gold: str) -> bool:
             "{", ""
         ).replace("}", "")
     pred_rewritten, gold_rewritten = _rewrite(pred), _rewrite(gold)
+    pred_condition, gold_condition = forms.condition_of(pred), forms.condition_of(gold)
+    if pred_condition and gold_condition and _squash(pred_condition) != _squash(gold_condition):
+        return _compare(pred, gold)  # two different conditions must not vanish from both sides
+    if _squash(pred_rewritten) == _squash(gold_rewritten) != "":  # `E_1 \text{ or } E_2` vs `E_{1},E_{2}`
+        return True
     verdict = _same_time_or_precision(pred_rewritten, gold_rewritten)
     if verdict is not None:
         return verdict

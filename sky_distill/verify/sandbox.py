@@ -48,7 +48,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,10 @@ class SandboxUnavailable(SkyDistillError, RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """What one program may use. `max_processes` counts threads too (RLIMIT_NPROC)."""
+    """What one program may use. `max_processes` counts threads too (RLIMIT_NPROC). The defaults here
+    are the defaults of `verify.sandbox` (config.SandboxConfig reads them)."""
 
-    timeout_s: float = 10.0
+    timeout_s: float = 6.0  # per stdio case, or the whole functional program
     memory_mb: int = 1024
     max_processes: int = 32
     max_file_mb: int = 16
@@ -385,16 +387,18 @@ def layers_summary(report: dict[str, Any]) -> str:
 def run_python(
     code: str,
     stdin: str = "",
-    timeout_s: float = 10.0,
-    memory_mb: int = 1024,
+    timeout_s: float | None = None,
+    memory_mb: int | None = None,
     *,
     limits: SandboxLimits | None = None,
     backend: str = "auto",
     site_packages: bool = False,
 ) -> SandboxResult:
-    """Run untrusted Python source with `stdin` as its input; never raises for the program's behaviour."""
+    """Run untrusted Python source with `stdin` as its input; never raises for the program's behaviour.
+    `timeout_s` and `memory_mb`, when given, replace those of `limits`."""
     limits = limits or SandboxLimits()
-    limits = SandboxLimits(**{**asdict(limits), "timeout_s": timeout_s, "memory_mb": memory_mb})
+    given = {"timeout_s": timeout_s, "memory_mb": memory_mb}
+    limits = replace(limits, **{key: value for key, value in given.items() if value is not None})
     return _run(resolve_backend(backend, site_packages), code, stdin, limits)
 
 
@@ -627,7 +631,7 @@ def _collect(
     process: subprocess.Popen,
     limits: SandboxLimits,
     started: float,
-    over_disk: Any = None,
+    over_disk: Callable[[], bool] | None = None,
 ) -> tuple[bytes, bytes, str | None]:
     """Read stdout and stderr until both close; stop early on the time limit, the output cap or `over_disk()`."""
     buffers = {process.stdout: bytearray(), process.stderr: bytearray()}

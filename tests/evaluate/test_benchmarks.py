@@ -8,16 +8,16 @@ import zlib
 
 import pytest
 
-from sky_distill.config import BenchmarkOptions, TaskConfig
-from sky_distill.errors import MissingInputError
-from sky_distill.evaluate.benchmarks import (
+from sky_distill.benchmarks.loading import BenchmarkUnavailableError, resolve_benchmark
+from sky_distill.benchmarks.registry import (
     BenchmarkDefinitionError,
     UnknownBenchmarkError,
     load_registry,
     read_definition,
 )
-from sky_distill.evaluate.loading import BenchmarkUnavailableError, resolve_benchmark
-from sky_distill.evaluate.problems import decode_private_cases, gold_answer, row_date, shuffled_choices
+from sky_distill.benchmarks.rows import decode_private_cases, gold_answer, row_date, shuffled_choices
+from sky_distill.config import BenchmarkOptions, TaskConfig
+from sky_distill.errors import MissingInputError
 from tests.conftest import BENCHMARKS, requires_shared
 
 REGISTRY = load_registry()
@@ -245,7 +245,8 @@ def test_rows_with_missing_fields_are_counted_with_file_line_and_field(tmp_path)
 @pytest.mark.parametrize("overrides", [["experiment=sky_t1_32b"], ["eval=reasoning"], ["eval=code"], ["eval=math"]])
 def test_every_configured_suite_names_known_benchmarks(overrides):
     from sky_distill.config import stage_config
-    from sky_distill.evaluate.stage import check_names, plan_run
+    from sky_distill.evaluate.benchmark_run import plan_run
+    from sky_distill.evaluate.stage import check_names
     from tests.conftest import compose_config
 
     typed = stage_config(compose_config(overrides, stage="eval"), "eval")

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
+from sky_distill.benchmarks.loading import resolve_benchmark
+from sky_distill.benchmarks.registry import load_registry
 from sky_distill.config import EvalConfig, ModelConfig, ThinkingBudgetConfig
-from sky_distill.evaluate.benchmarks import load_registry
-from sky_distill.evaluate.loading import resolve_benchmark
-from sky_distill.evaluate.stage import SettingsChangedError, evaluate_benchmark, generate_samples, plan_run
-from sky_distill.generate.stage import LazyEngine
+from sky_distill.evaluate.benchmark_run import evaluate_benchmark, generate_samples, plan_run
+from sky_distill.generate.sampling import LazyEngine
 from sky_distill.records import EvalSample, Trace, read_jsonl_strict
+from sky_distill.settings_guard import SettingsChangedError
 from tests.conftest import BENCHMARKS, requires_shared
 
 pytestmark = [pytest.mark.slow, requires_shared(BENCHMARKS)]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from sky_distill.benchmarks.loading import TrainTestLeakError, resolve_benchmark
 from sky_distill.config import BenchmarkOptions, TaskConfig
-from sky_distill.evaluate.loading import TrainTestLeakError, resolve_benchmark
 
 
 def problems_file(path, ids):

@@ -6,11 +6,11 @@ import pytest
 
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.generate.merge import IncompleteShardsError, MismatchedShardsError, merge_shards
-from sky_distill.generate.settings import SettingsChangedError, changed_keys
+from sky_distill.generate.sampling import generate_shard
 from sky_distill.generate.shards import select_shard, shard_name, shard_of
-from sky_distill.generate.stage import generate_shard
 from sky_distill.generate.store import ShardBusyError, TraceStore
 from sky_distill.records import Problem, Trace, read_jsonl, read_jsonl_strict, write_jsonl
+from sky_distill.settings_guard import SettingsChangedError, changed_keys
 from tests.generate.fakes import FakeEngine, FakeLazyEngine
 
 MODEL = ModelConfig(name="fake", path="fake-model", thought_format="none")
@@ -127,7 +127,7 @@ def test_other_settings_are_refused_more_samples_are_not(tmp_path):
 
 def test_without_per_sample_seeds_the_engine_seed_alone_decides(tmp_path):
     from sky_distill.generate.openai_protocol import request_body
-    from sky_distill.generate.stage import plan_samples
+    from sky_distill.generate.sampling import plan_samples
 
     items = problems(2)
     missing = {(p.id, i) for p in items for i in range(3)}
@@ -262,7 +262,8 @@ def test_sigterm_writes_the_buffered_samples_before_exiting(tmp_path):
     script = f"""
 import os, signal
 from pathlib import Path
-from sky_distill.generate.stage import exit_on_sigterm, generate_shard
+from sky_distill.generate.sampling import generate_shard
+from sky_distill.generate.stage import exit_on_sigterm
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
 from sky_distill.records import Problem
 from tests.generate.fakes import FakeEngine, FakeLazyEngine
@@ -284,12 +285,12 @@ generate_shard(problems, ModelConfig(name="f", path="f"), config, Path({str(tmp_
     assert len(stored(tmp_path / f"{SHARD}.jsonl")) == 5
 
 
-def test_the_first_form_of_planning_and_rendering_still_works():
-    """evaluate/budget.py plans and renders with the first form: a list, and errors keyed by problem id."""
-    from sky_distill.generate.stage import plan_requests, render_requests
+def test_a_prompt_too_long_for_the_model_is_an_error_keyed_by_its_problem():
+    """Budget forcing plans and renders as generate_shard does: errors by problem id."""
+    from sky_distill.generate.sampling import plan_samples, render_prompts
 
     items = [*problems(2), Problem(id="long", problem="x" * 100, source="t")]
-    requests = plan_requests(items, MODEL, SamplingConfig(n=2), {(p.id, i) for p in items for i in range(2)})
+    requests, _ = plan_samples(items, MODEL, SamplingConfig(n=2), {(p.id, i) for p in items for i in range(2)})
     assert len(requests) == 6
-    rendered, errors = render_requests(requests, FakeEngine(max_model_len=64), 8)
-    assert len(rendered) == 4 and [(e.path, e.field) for e in errors] == [("long", "problem")]
+    rendered, errors = render_prompts(requests, FakeEngine(max_model_len=64), 8)
+    assert len(rendered) == 4 and [(pid, e.field) for pid, e in errors.items()] == [("long", "problem")]

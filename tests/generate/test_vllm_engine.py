@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig
-from sky_distill.generate.stage import LazyEngine, generate_shard
+from sky_distill.generate.sampling import LazyEngine, generate_shard
 from sky_distill.generate.topk_store import read_chunks, store_directories
 from sky_distill.records import Problem, Trace, read_jsonl
 

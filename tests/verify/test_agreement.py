@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from sky_distill.records import Problem
-from sky_distill.verify.labelled import read_pairs, read_responses
+from sky_distill.verify.batch import verify_responses
+from sky_distill.verify.labelled import V2_TEXTS, read_inline_responses, read_pairs, read_responses, response_excerpt
 from sky_distill.verify.math import equivalent, is_correct
 from sky_distill.verify.pool import Failure, Timeout, map_with_timeout
-from sky_distill.verify.stage import verify_responses
 from tests.conftest import BENCHMARKS, FIXTURES, requires_shared
 
 # Measured: 260/263 pairs and 199/200 outputs (plain math-verify: 258/263 and 182/200;
@@ -25,6 +25,13 @@ DATA = Path(__file__).parent / "data"
 # (96.9%) and 204/208 responses (98.1%); issue 18's targets are 97% and 98.5%. Floors catch regressions.
 MIN_HELD_OUT_PAIRS = 0.965
 MIN_HELD_OUT_RESPONSES = 0.975
+# Held-out v2 (frozen in 22ef364 before the third round's rule changes; the split issue 18's targets are
+# judged on). Measured at the end of round 3: 174/176 pairs (98.9%; one label corrected after measuring)
+# and 104/109 responses (95.4%; target 98.5%, not met). Floors at the measured values catch regressions.
+MIN_V2_PAIRS = 0.985
+MIN_V2_RESPONSES = 0.95
+# The one v2 response accepted though wrong: "Between 25 cents and 75 cents" for the price 75.
+KNOWN_V2_FALSE_POSITIVES = {"minerva-257"}
 # Near misses the held-out responses accept: `4210_6` for `4210_{5}` (math-verify drops a base
 # subscript; accepted before issue 18 too) and `6.21` for `6.2` (it rounds to the gold's one decimal).
 KNOWN_NEAR_MISS_ACCEPTED = {"test/number_theory/847.json", "minerva-256"}
@@ -105,7 +112,9 @@ def test_a_pathological_answer_costs_at_most_the_timeout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("split,floor", [("dev", 0.98), ("held_out", MIN_HELD_OUT_PAIRS)])
+@pytest.mark.parametrize(
+    "split,floor", [("dev", 0.98), ("held_out", MIN_HELD_OUT_PAIRS), ("held_out_v2", MIN_V2_PAIRS)]
+)
 def test_labelled_pairs_from_other_graders_agree(split, floor):
     rows = read_pairs(DATA / f"equivalence_{split}.jsonl")
     wrong = [
@@ -124,3 +133,23 @@ def test_held_out_long_responses_agree():
     accepted = {problem_id for problem_id, kind in wrong if kind.startswith("near_miss")}
     assert accepted <= KNOWN_NEAR_MISS_ACCEPTED  # no new false positive
     assert 1 - len(wrong) / len(responses) >= MIN_HELD_OUT_RESPONSES, wrong
+
+
+@pytest.mark.slow
+@requires_shared(BENCHMARKS)
+def test_held_out_v2_responses_agree():
+    texts = Path(__file__).parents[2] / V2_TEXTS  # model outputs are not in git: scripts/heldout_v2_texts.py
+    if not texts.exists():
+        pytest.skip(f"{texts} is not present (python scripts/heldout_v2_texts.py --skythought <SkyThought clone>)")
+    responses = read_inline_responses(texts, BENCHMARKS)
+    wrong = [(r.problem_id, r.label) for r in responses if is_correct(r.response, r.gold) != r.label]
+    print(f"\nheld-out v2 responses: {len(responses) - len(wrong)}/{len(responses)}")
+    assert {problem_id for problem_id, label in wrong if not label} <= KNOWN_V2_FALSE_POSITIVES
+    assert 1 - len(wrong) / len(responses) >= MIN_V2_RESPONSES, wrong
+
+
+def test_a_response_excerpt_starts_before_the_thinking_ends_or_keeps_the_tail():
+    thinking = "a" * 5000 + "<|end_of_thought|>" + "answer \\boxed{3}"
+    assert response_excerpt(thinking) == thinking[3000:]
+    assert response_excerpt("x" * 7000 + "\\boxed{4}") == ("x" * 7000 + "\\boxed{4}")[-6000:]
+    assert response_excerpt("short \\boxed{5}") == "short \\boxed{5}"

@@ -20,10 +20,13 @@ def test_times_of_day_become_minutes():
 def test_conditions_and_notation_rewrites():
     assert forms.drop_conditions("e^{-t} \\text{ for } t > 0").strip() == "e^{-t}"
     assert forms.drop_conditions("x + y") == "x + y"
+    assert forms.drop_conditions("2 \\text{ (since } x > 1)").strip() == "2"
+    assert forms.expand_plus_minus("1, 3 \\pm \\sqrt{2}") == "1, 3 + \\sqrt{2}, 3 - \\sqrt{2}"
+    assert forms.expand_plus_minus("(\\pm 1, 0)") == "(+ 1, 0), (- 1, 0)"  # two points
     assert forms.rewrite_mixed_number("2 3/4") == "(2+3/4)" and forms.rewrite_mixed_number("2 5/4") == "2 5/4"
     assert forms.unify_derivatives("\\frac{dx}{dt} = x'") == "\\dot{x} = \\dot{x}"
     assert forms.unify_derivatives("\\frac{d^2 v_o}{dt^2} + \\dot v_{o}") == "\\ddot{v}_{o} + \\dot{v}_{o}"
-    assert forms.unify_subscripts("V0 + V_1 + 7.2e6") == "V_{0} + V_1 + 7.2e6"
+    assert forms.unify_subscripts("V0 + V_1 + 7.2e6") == "V_{0} + V_{1} + 7.2e6"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}") == "(1, 2)"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 & 2 \\end{pmatrix}") == "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
 

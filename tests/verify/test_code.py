@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from sky_distill.config import SandboxConfig
 from sky_distill.verify.checks import check_response
 from sky_distill.verify.code import (
-    CodeSettings,
     MalformedTestsError,
     configure,
     extract_code,
@@ -151,7 +151,7 @@ def test_stdio_cases_tolerant_comparison_and_first_failure():
     wrong = {"type": "stdio", "cases": [*cases[:1], {"input": "1 1", "output": "5"}, {"input": "2 4", "output": "3"}]}
     result = check_response("code", fenced(SUM_PROGRAM), "", wrong, 30)
     assert result["status"] == "incorrect" and result["detail"].startswith("case 2/3: expected '5'")
-    configure(CodeSettings(stop_at_first_failure=False))
+    configure(SandboxConfig(stop_at_first_failure=False))
     try:
         wrong_twice = {
             "type": "stdio",

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
+from sky_distill.benchmarks.loading import open_rows
+from sky_distill.benchmarks.registry import UnknownBenchmarkError, load_registry
 from sky_distill.errors import MissingInputError
 from sky_distill.records import Message, Trace, Verdict
-from sky_distill.verify.decontam import ContaminationIndex, benchmark_file, build_index, contaminated_problems
+from sky_distill.verify.decontam import ContaminationIndex, build_index, contaminated_problems
 from sky_distill.verify.dedup import (
     exact_duplicate_traces,
     minhash_signature,
@@ -147,12 +149,13 @@ def test_contamination_index_finds_contained_eval_problems_not_boilerplate():
 
 @requires_shared(BENCHMARKS)
 def test_decontamination_reads_eval_sets_by_name():
-    assert benchmark_file("math500", BENCHMARKS).name == "math500.jsonl"
-    assert benchmark_file("mbpp", BENCHMARKS).name == "mbpp_test.jsonl"  # through the eval registry
-    with pytest.raises(MissingInputError, match="nonexistent"):
-        benchmark_file("nonexistent", BENCHMARKS)
+    registry = load_registry()
+    assert open_rows(registry["math500"], BENCHMARKS).source["path"].endswith("/math500.jsonl")
+    assert open_rows(registry["mbpp"], BENCHMARKS).source["path"].endswith("/mbpp_test.jsonl")  # the registry's file
+    with pytest.raises(UnknownBenchmarkError, match="nonexistent"):
+        build_index(["nonexistent"], BENCHMARKS, 8)
     with pytest.raises(MissingInputError, match="benchmarks_dir"):
-        build_index(["math500"], None, 8)
+        build_index(["math500"], None, 8, source="local")
     index = build_index(["math500", "aime24"], BENCHMARKS, 8)
     assert index.sizes == {"math500": 500, "aime24": 30}
     first = json.loads((BENCHMARKS / "math500.jsonl").read_text().splitlines()[0])["problem"]

@@ -145,6 +145,10 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
         ("12 seconds", "12", True),
         ("\\frac{3}{8}", "37.5\\%", True),
         ("\\frac{3}{7}", "37.5\\%", False),
+        ("19.19\\%", "0.192", True),  # a percent against a ratio, at the gold's stated digits
+        ("19.3\\%", "0.192", False),
+        ("0.193", "19.2\\%", False),
+        ("3.2 x 10^5", "3.2e5", True),
         # identities
         ("\\cos^2 t - \\sin^2 t", "\\cos(2t)", True),
         ("(1+i)(1-2i)", "3 - i", True),
@@ -156,6 +160,16 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
         ("x = 2 \\text{ or } x = -3", "-3, 2", True),
         ("2", "-3$,$2", False),
         ("1, 2, 4", "1,2,3", False),  # a list is never read as the number 1.2
+        ("x = 1, x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", True),
+        ("x = \\frac{3 \\pm \\sqrt{5}}{2}", "1, \\frac{3+\\sqrt{5}}{2}, \\frac{3-\\sqrt{5}}{2}", False),
+        ("\\pm 2", "2", False),
+        ("E_1 \\text{ or } E_2", "E_{1},E_{2}", True),
+        ("E_1 \\text{ or } E_3", "E_{1},E_{2}", False),
+        ("f(x) = ax \\text{ where } a = 1", "f(x) = ax \\text{ where } a = 0", False),  # conditions differ
+        ("x = 2 \\text{ (since } x > 1)", "2", True),
+        # a named value with a step function is compared by math-verify, not at random points
+        ("\\left\\lfloor \\frac{n}{3} \\right\\rfloor + 1", "N(n) = \\lfloor \\frac{n}{3} \\rfloor + 1", True),
+        ("\\lfloor \\frac{n}{3} \\rfloor", "N(n) = \\lfloor \\frac{n}{3} \\rfloor + 1", False),
         # precision follows the gold's stated digits
         ("3.15 \\times 10^{-5}", "3.14\\times10^{-5}", False),
         ("3.15 \\times 10^{-5} \\text{ m}", "3.14e-5", False),
@@ -165,6 +179,11 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
         ("6.0", "6.02", False),  # less precise than asked
         ("2.5e3", "2500", True),
         ("2501", "2500", False),
+        # a trailing one-letter variable is not a unit (math-verify drops `t`, `h`, `m`, ... at the end)
+        ("\\frac{1}{m}", "\\frac{1}{m} t", False),
+        ("\\frac{t}{m}", "\\frac{1}{m} t", True),
+        ("2 \\pi r", "2 \\pi r h", False),
+        ("1.6 \\times 10^{3} m", "1600", True),  # a number with a unit keeps its unit removed
         # parses that are garbage are never equal
         ("\\hbar \\omega(v+2 / 2)", "\\hbar \\omega(v+1 / 2)", False),
         ("n - \\lfloor n / 3\\rfloor", "n - \\lfloor n / 2\\rfloor", False),

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from sky_distill.records import Problem, SFTExample, Verdict, read_jsonl_strict, write_jsonl
+from sky_distill.verify.batch import verify_responses
 from sky_distill.verify.checks import VERIFIER_VERSION
-from sky_distill.verify.stage import PARTIAL, _prepare_progress, verify_responses
+from sky_distill.verify.stage import PARTIAL, _prepare_progress
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,11 @@ import pytest
 from sky_distill.records import Message, Problem, Trace, Verdict, write_jsonl
 from sky_distill.runs import mark_complete
 from sky_distill.tasks.arithmetic import ArithmeticSpec, make_problems
+from sky_distill.verify.batch import iter_verdicts
 from sky_distill.verify.checks import VERIFIER_VERSION
+from sky_distill.verify.curation import ProblemFile, problem_groups
 from sky_distill.verify.pool import map_with_timeout
-from sky_distill.verify.stage import LengthTally, ProblemFile, iter_verdicts, problem_groups
+from sky_distill.verify.report import LengthTally
 from tests.conftest import compose_config
 
 

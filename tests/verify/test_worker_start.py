@@ -1,7 +1,7 @@
 """A verify worker's start-up (importing math-verify and sympy) never counts against an item's timeout."""
 
 from sky_distill.records import Problem
-from sky_distill.verify.stage import verify_responses
+from sky_distill.verify.batch import verify_responses
 
 
 def test_fresh_workers_judge_their_first_items_within_a_short_timeout():

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sky_distill.benchmarks.registry import BenchmarkSpec, unknown_benchmark
+from sky_distill.benchmarks.rows import RowError, canonical_row, in_window, parse_day, row_date, row_to_problem
 from sky_distill.config import BenchmarkOptions, TaskConfig
 from sky_distill.errors import MissingInputError, SkyDistillError
-from sky_distill.evaluate.benchmarks import BenchmarkSpec, unknown_benchmark
-from sky_distill.evaluate.problems import in_window, parse_day, row_date, row_to_problem
 from sky_distill.records import Problem, RecordError, iter_json_objects
+from sky_distill.tasks.loader import load_task_problems
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCAL_FIELDS = {"id": "id", "problem": "problem"}
@@ -106,6 +107,60 @@ def choose_source(spec: BenchmarkSpec, benchmarks_dir: str | None, source: str) 
     return "hub", None
 
 
+@dataclass
+class Rows:
+    """A benchmark's raw rows (or the errors of unreadable lines), with the field mapping of their source."""
+
+    rows: Iterator[Located | RecordError]
+    fields: dict[str, str]  # record field -> column, or a "{column}" template
+    answer_from: str
+    source: dict[str, Any]  # where the rows are read (file or Hub id, split, release)
+
+
+def open_rows(spec: BenchmarkSpec, benchmarks_dir: str | Path | None, source: str = "auto") -> Rows:
+    """The rows of a benchmark: its local copy in `benchmarks_dir` when there is one (or `source` is
+    local), else its Hub dataset; read lazily."""
+    kind, path = choose_source(spec, str(benchmarks_dir) if benchmarks_dir else None, source)
+    if kind == "local":
+        assert spec.local is not None and path is not None
+        return Rows(
+            read_local_rows(path),
+            {**DEFAULT_LOCAL_FIELDS, **spec.local.fields},
+            spec.local.answer_from,
+            {"kind": "local", "path": str(path)},
+        )
+    assert spec.hub is not None
+    hub = spec.hub
+    where = {"kind": "hub", "dataset": hub.dataset, "subset": hub.subset, "split": hub.split, "revision": hub.revision}
+    return Rows(read_hub_rows(spec), dict(hub.fields), hub.answer_from, where)
+
+
+def problem_statements(
+    spec: BenchmarkSpec, benchmarks_dir: str | Path | None, source: str = "auto"
+) -> tuple[list[str], list[RecordError], dict[str, Any]]:
+    """The problem statement of every row (the `problem` field as the source maps it, before any prompt
+    template), the rows without one, and where they were read. Used by decontamination."""
+    rows = open_rows(spec, benchmarks_dir, source)
+    mapping = {key: rows.fields[key] for key in ("problem",) if key in rows.fields}
+    texts: list[str] = []
+    errors: list[RecordError] = []
+    for item in rows.rows:
+        if isinstance(item, RecordError):
+            errors.append(item)
+            continue
+        where, line, row = item
+        try:
+            text = canonical_row(row, mapping).get("problem")
+        except RowError as error:
+            errors.append(RecordError(where, line, error.field, str(error)))
+            continue
+        if text is None or not str(text).strip():
+            errors.append(RecordError(where, line, mapping.get("problem", "problem"), "no problem text"))
+            continue
+        texts.append(str(text))
+    return texts, errors, rows.source
+
+
 def load_registry_benchmark(
     spec: BenchmarkSpec, benchmarks_dir: str | None, options: BenchmarkOptions
 ) -> LoadedBenchmark:
@@ -116,19 +171,8 @@ def load_registry_benchmark(
         date_to=options.date_to,
         prompt_template=options.prompt_template,
     )
-    kind, path = choose_source(spec, benchmarks_dir, options.source)
-    if kind == "local":
-        assert spec.local is not None and path is not None
-        fields = {**DEFAULT_LOCAL_FIELDS, **spec.local.fields}
-        answer_from = spec.local.answer_from
-        rows: Iterator[Located | RecordError] = read_local_rows(path)
-        source: dict[str, Any] = {"kind": "local", "path": str(path)}
-    else:
-        assert spec.hub is not None
-        fields, answer_from = dict(spec.hub.fields), spec.hub.answer_from
-        rows = read_hub_rows(spec)
-        source = {"kind": "hub", "dataset": spec.hub.dataset, "subset": spec.hub.subset, "split": spec.hub.split}
-        source["revision"] = spec.hub.revision
+    opened = open_rows(spec, benchmarks_dir, options.source)
+    fields, answer_from, rows, source = opened.fields, opened.answer_from, opened.rows, opened.source
     date_from = parse_day(spec.date_from, f"eval.options.{spec.name}.date_from") if spec.date_from else None
     date_to = parse_day(spec.date_to, f"eval.options.{spec.name}.date_to") if spec.date_to else None
     source.update({"release": spec.release if spec.releases else None, "date_from": spec.date_from})
@@ -196,8 +240,6 @@ def load_task_benchmark(task: TaskConfig, options: BenchmarkOptions) -> LoadedBe
 
     Problems that are also training problems (same id or same text) are an error, not a score.
     """
-    from sky_distill.tasks.loader import load_task_problems
-
     held_out = held_out_task(task)
     problems, errors = load_task_problems(held_out, "test")
     train, _ = load_task_problems(task, "train")

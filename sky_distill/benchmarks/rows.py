@@ -23,8 +23,11 @@ import string
 import zlib
 from typing import Any
 
-from sky_distill.evaluate.benchmarks import BenchmarkSpec
+from sky_distill.benchmarks.registry import BenchmarkSpec
+from sky_distill.errors import SkyDistillError
 from sky_distill.records import Problem, RecordError
+from sky_distill.runs import fingerprint_object
+from sky_distill.verify.math import last_boxed
 
 LETTERS = string.ascii_uppercase
 
@@ -75,8 +78,6 @@ def gold_answer(row: dict[str, Any], answer_from: str) -> str:
             raise RowError("solution", "no '####' final answer in the solution")
         return text.rsplit("####", 1)[1].strip().replace(",", "")
     if answer_from == "solution_boxed":
-        from sky_distill.verify.math import last_boxed
-
         require(row, "solution")
         boxed = last_boxed(str(row["solution"]))
         if boxed is None:
@@ -124,8 +125,6 @@ def parse_day(text: str, key: str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(text))
     except ValueError as error:
-        from sky_distill.errors import SkyDistillError
-
         raise SkyDistillError(f"{key}: expected a date YYYY-MM-DD, got {text!r}") from error
 
 
@@ -289,8 +288,6 @@ def row_to_problem(
 
 def data_fingerprint(problems: list[Problem]) -> str:
     """A hash of what is scored: ids, gold answers, choices and tests (not the prompt wording)."""
-    from sky_distill.runs import fingerprint_object
-
     return fingerprint_object(
         [[p.id, p.answer, p.choices, p.tests, p.answer_type] for p in sorted(problems, key=lambda p: p.id)]
     )

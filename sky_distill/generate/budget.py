@@ -1,25 +1,29 @@
-"""s1-style budget forcing (Muennighoff et al., 2025) through the generate stage's engine.
+"""s1-style budget forcing (Muennighoff et al., 2025): a sampling strategy of the shard writer
+(`generate_shard(..., budget=...)`), on the engine that samples plainly otherwise.
 
 Thinking runs until the end-of-thinking delimiter (a stop string) or the thinking budget:
 - budget reached: the delimiter and an answer prefix are appended, and the answer is generated;
 - thinking ended before `min_thinking_tokens`: the delimiter is replaced by "Wait" and thinking
   goes on (at most `max_extensions` times);
 - otherwise the delimiter is put back and the model answers freely.
-Every round is one batch handed to the engine (continuous batching stays full). A sample is
-written when its answer is done, so a killed run resumes with the unfinished samples only.
+Every round is one batch handed to the engine (continuous batching stays full). `generate` yields
+each sample as a `SampleResult` (thinking-token counts in `extra`); the writer stores it, so a
+killed run resumes with the unfinished samples only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sky_distill.config import ModelConfig, SamplingConfig, ThinkingBudgetConfig
+from sky_distill.config import SamplingConfig, ThinkingBudgetConfig
 from sky_distill.errors import SkyDistillError
-from sky_distill.records import Problem, RecordError, append_jsonl
+from sky_distill.generate.engine import Engine, SampleRequest, SampleResult
+from sky_distill.records import RecordError, iter_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 class Thought:
     """A sample in progress: its request, the text so far and its token counts."""
 
-    request: Any  # SampleRequest
+    request: SampleRequest
     text: str = ""
     thinking_tokens: int = 0
     generated_tokens: int = 0
@@ -36,6 +40,7 @@ class Thought:
     forced: bool = False
     finish_reason: str = "unknown"
     started: float = 0.0
+    answer_prefix: str | None = None  # after a forced end of thinking (None: the forcer's default)
 
 
 def round_seed(seed: int, round_index: int) -> int:
@@ -59,7 +64,9 @@ def next_thinking_step(thought: Thought, finish_reason: str, budget: ThinkingBud
 class BudgetForcer:
     """Runs thinking rounds and the answer round for a batch of requests on one engine."""
 
-    def __init__(self, engine: Any, sampling: SamplingConfig, budget: ThinkingBudgetConfig, answer_type: str):
+    def __init__(
+        self, engine: Engine, sampling: SamplingConfig, budget: ThinkingBudgetConfig, answer_type: str = "math"
+    ):
         tokenizer = getattr(engine, "tokenizer", None)
         if tokenizer is None or not hasattr(tokenizer, "encode"):
             raise SkyDistillError("eval.budget needs an engine with a tokenizer (backend: vllm)")
@@ -78,7 +85,9 @@ class BudgetForcer:
         limit = getattr(self.engine, "max_model_len", None)
         return None if limit is None else limit - len(ids)
 
-    def run_round(self, thoughts: list[Thought], round_index: int, stop: list[str], budget_of) -> list[Any]:
+    def run_round(
+        self, thoughts: list[Thought], round_index: int, stop: list[str], budget_of: Callable[[Thought], int]
+    ) -> list[SampleResult | None]:
         """One batch: each thought continues from its text; returns the results in thought order."""
         requests, order = [], {}
         sampling = self.sampling.model_copy(update={"n": 1, "stop": stop})
@@ -94,7 +103,7 @@ class BudgetForcer:
             )
             requests.append(request)
             order[request.key] = position
-        results: list[Any] = [None] * len(thoughts)
+        results: list[SampleResult | None] = [None] * len(thoughts)
         for result in self.engine.generate(requests, sampling):
             results[order[result.request.key]] = result
         return results
@@ -111,12 +120,9 @@ class BudgetForcer:
             )
             still = []
             for thought, result in zip(active, results):
-                if result is None or result.error:
-                    thought.finish_reason = "error"
+                if not self.take(thought, result):
                     continue
-                thought.text += result.text
                 thought.thinking_tokens += result.completion_tokens
-                thought.generated_tokens += result.completion_tokens
                 step = next_thinking_step(thought, result.finish_reason, self.budget)
                 if step == "extend":
                     thought.text += self.budget.extend_with
@@ -124,7 +130,8 @@ class BudgetForcer:
                     still.append(thought)
                 elif step == "force":
                     thought.forced = True
-                    thought.text += self.budget.end_of_thinking + self.answer_prefix
+                    prefix = self.answer_prefix if thought.answer_prefix is None else thought.answer_prefix
+                    thought.text += self.budget.end_of_thinking + prefix
                 else:
                     thought.text += self.budget.end_of_thinking
             active, round_index = still, round_index + 1
@@ -133,93 +140,65 @@ class BudgetForcer:
         ready = [t for t in thoughts if t.finish_reason != "error"]
         results = self.run_round(ready, round_index, list(self.sampling.stop), lambda t: self.budget.answer_tokens)
         for thought, result in zip(ready, results):
-            if result is None or result.error:
-                thought.finish_reason = "error"
-                continue
-            thought.text += result.text
-            thought.generated_tokens += result.completion_tokens
-            thought.finish_reason = result.finish_reason
+            if self.take(thought, result):
+                thought.finish_reason = result.finish_reason
 
+    @staticmethod
+    def take(thought: Thought, result: SampleResult | None) -> bool:
+        """Append a round's text to the thought; a failed round marks it failed (False)."""
+        if result is None or result.error:
+            thought.finish_reason = "error"
+            return False
+        thought.text += result.text
+        thought.generated_tokens += result.completion_tokens
+        return True
 
-def generate_with_budget(
-    problems: list[Problem],
-    model: ModelConfig,
-    sampling: SamplingConfig,
-    budget: ThinkingBudgetConfig,
-    answer_type: str,
-    shard_dir: Path,
-    engine: Any,  # LazyEngine
-) -> dict[str, Any]:
-    """Fill the shard's trace file under budget forcing; a side file keeps thinking-token counts."""
-    from sky_distill.generate.engine import SampleResult
-    from sky_distill.generate.shards import shard_name
-    from sky_distill.generate.stage import plan_requests, render_requests, to_trace
-    from sky_distill.generate.store import TraceStore
-
-    name = shard_name(0, 1)
-    store = TraceStore(shard_dir / f"{name}.jsonl")
-    keys = [(problem.id, index) for problem in problems for index in range(sampling.n)]
-    missing = set(store.missing(keys))
-    errors: list[RecordError] = []
-    started = time.perf_counter()
-    if missing:
-        requests = plan_requests(problems, model, sampling, missing)
-        requests, errors = render_requests(requests, engine.get(), budget.thinking_tokens)
-        forcer = BudgetForcer(engine.get(), sampling, budget, answer_type)
-        thoughts = [Thought(request=request, started=time.perf_counter()) for request in requests]
-        log.info("budget forcing: %d samples, thinking budget %s tokens", len(thoughts), budget.thinking_tokens)
-        forcer.think(thoughts)
-        forcer.answer(thoughts)
-        by_id = {problem.id: problem for problem in problems}
-        extra = []
-        for thought in thoughts:
-            if thought.finish_reason == "error":
-                continue
-            request = thought.request
-            result = SampleResult(
+    def generate(self, requests: list[SampleRequest], answer_types: Mapping[str, str]) -> Iterator[SampleResult]:
+        """Think, then answer, every request (`answer_types`: by problem id, for the answer prefix)."""
+        thoughts = [
+            Thought(
                 request=request,
+                started=time.perf_counter(),
+                answer_prefix=self.budget.answer_prefix.get(answer_types.get(request.problem_id, ""), ""),
+            )
+            for request in requests
+        ]
+        log.info("budget forcing: %d samples, thinking budget %s tokens", len(thoughts), self.budget.thinking_tokens)
+        self.think(thoughts)
+        self.answer(thoughts)
+        for thought in thoughts:
+            elapsed = time.perf_counter() - thought.started
+            if thought.finish_reason == "error":
+                yield SampleResult.failure(thought.request, "a budget-forcing round failed", elapsed)
+                continue
+            yield SampleResult(
+                request=thought.request,
                 text=thought.text,
-                prompt_tokens=len(request.prompt_token_ids or ()),
+                prompt_tokens=len(thought.request.prompt_token_ids or ()),
                 completion_tokens=thought.generated_tokens,
                 finish_reason=thought.finish_reason,
-                elapsed_s=time.perf_counter() - thought.started,
-            )
-            store.add(to_trace(result, by_id[request.problem_id], engine.get(), sampling))
-            extra.append(
-                {
-                    "problem_id": request.problem_id,
-                    "sample_index": request.sample_index,
+                elapsed_s=elapsed,
+                extra={
                     "thinking_tokens": thought.thinking_tokens,
                     "extensions": thought.extensions,
                     "forced": thought.forced,
-                }
+                },
             )
-        store.flush()
-        append_jsonl(shard_dir / f"{name}.thinking.jsonl", extra)
-    unreachable = {error.path for error in errors}
-    expected = [key for key in keys if key[0] not in unreachable]
-    return {
-        "shard": name,
-        "expected_samples": len(expected),
-        "done_samples": len(store.done & set(expected)),
-        "complete": store.done.issuperset(expected),
-        "prompt_errors": [str(error) for error in errors],
-        "gen/elapsed_s": round(time.perf_counter() - started, 2),
-    }
 
 
-def read_thinking(shard_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """Thinking-token counts per (problem, sample) written by `generate_with_budget`."""
-    from sky_distill.generate.shards import shard_name
+def thinking_path(shard_dir: Path, name: str) -> Path:
+    """The side file of a budget-forced shard: thinking-token counts per sample."""
+    return shard_dir / f"{name}.thinking.jsonl"
 
-    path = shard_dir / f"{shard_name(0, 1)}.thinking.jsonl"
+
+def read_thinking(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Thinking-token counts per (problem, sample), as the writer stored them; unreadable lines are logged."""
     if not path.exists():
         return {}
-    import json
-
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[(row["problem_id"], row["sample_index"])] = row
+    for _, row in iter_json_objects(path):
+        if isinstance(row, RecordError):
+            log.warning("thinking counts unreadable (those samples count as unknown): %s", row)
+            continue
+        out[(row["problem_id"], row["sample_index"])] = row
     return out

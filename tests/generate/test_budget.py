@@ -1,8 +1,20 @@
-"""Budget forcing's control flow with a scripted engine (the real vLLM path is in test_eval_engine.py)."""
+"""Budget forcing's control flow with a scripted engine, and as the shard writer's strategy (the real vLLM
+path is in tests/evaluate/test_eval_engine.py)."""
 
-from sky_distill.config import SamplingConfig, ThinkingBudgetConfig
-from sky_distill.evaluate.budget import BudgetForcer, Thought, next_thinking_step
+import json
+
+import pytest
+
+from sky_distill.config import GenerateConfig, ModelConfig, SamplingConfig, ThinkingBudgetConfig
+from sky_distill.generate.budget import BudgetForcer, Thought, next_thinking_step, read_thinking, thinking_path
 from sky_distill.generate.engine import SampleRequest, SampleResult
+from sky_distill.generate.sampling import generate_shard
+from sky_distill.generate.shards import shard_name
+from sky_distill.records import Problem
+from sky_distill.settings_guard import SettingsChangedError
+from tests.generate.fakes import FakeEngine, FakeLazyEngine
+
+SHARD = shard_name(0, 1)
 
 
 class ScriptedEngine:
@@ -66,3 +78,32 @@ def test_next_step_rules():
     assert next_thinking_step(state, "stop", budget) == "answer"
     state.thinking_tokens = 50
     assert next_thinking_step(state, "stop", budget) == "force"
+
+
+class TokenizingFakeEngine(FakeEngine):
+    """The fake engine with the tokenizer budget forcing continues prompts with."""
+
+    tokenizer = ScriptedEngine.tokenizer
+
+
+def test_budget_forcing_is_a_strategy_of_the_one_shard_writer(tmp_path):
+    """Failures go to the errors file and are retried; thinking counts sit beside the traces; the budget
+    is part of the shard's settings, so another budget cannot extend these samples."""
+    problems = [Problem(id=f"p{i}", problem="1+1", source="t") for i in range(2)]
+    config = GenerateConfig(sampling=SamplingConfig(n=2, max_tokens=8))
+    budget = ThinkingBudgetConfig(thinking_tokens=4, answer_tokens=3)
+    model = ModelConfig(name="f", path="f")
+    engine = TokenizingFakeEngine(max_model_len=10_000, fail={("p1", 1)})
+    summary = generate_shard(problems, model, config, tmp_path, FakeLazyEngine(engine), budget=budget)
+    assert not summary["complete"] and summary["done_samples"] == 3 and summary["gen/failed_requests"] == 1
+    errors = [json.loads(line) for line in (tmp_path / f"{SHARD}.errors.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["problem_id"], e["sample_index"]) for e in errors] == [("request", "p1", 1)]
+    again = generate_shard(
+        problems, model, config, tmp_path, FakeLazyEngine(TokenizingFakeEngine(10_000)), budget=budget
+    )
+    thinking = read_thinking(thinking_path(tmp_path, SHARD))
+    assert again["complete"] and sorted(thinking) == [("p0", 0), ("p0", 1), ("p1", 0), ("p1", 1)]
+    assert all(1 <= row["thinking_tokens"] <= 4 for row in thinking.values())
+    longer = budget.model_copy(update={"thinking_tokens": 8})
+    with pytest.raises(SettingsChangedError, match=r"budget.thinking_tokens \(4 -> 8\)"):
+        generate_shard(problems, model, config, tmp_path, FakeLazyEngine(TokenizingFakeEngine(10_000)), budget=longer)
