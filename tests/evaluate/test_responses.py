@@ -57,9 +57,9 @@ def test_summaries_carry_metrics_lengths_and_provenance(dev_run):
     assert summary["provenance"]["inputs"]["responses"] == summary["responses_fingerprint"]
     assert result["dev"]["math500"]["avg@n"] == summary["eval/math500/avg@n"]
     # the stage also writes the lm-evaluation-harness layout, from the same summaries
-    harness = json.loads((run_dir / "eval" / "harness" / "dev" / "results_dev.json").read_text())
+    harness = json.loads((run_dir / "eval_harness" / "dev" / "results_dev.json").read_text())
     assert harness["results"]["math500"]["exact_match,none"] == pytest.approx(summary["eval/math500/avg@n"])
-    logged = (run_dir / "eval" / "harness" / "dev" / "samples_math500.jsonl").read_text().splitlines()
+    logged = (run_dir / "eval_harness" / "dev" / "samples_math500.jsonl").read_text().splitlines()
     assert len(logged) == summary["problems"]
 
 
