@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -190,7 +191,9 @@ def network_including_loopback(run: Run, scratch: Path) -> list[str]:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.settimeout(0.3)
-    unix_path = scratch / "host.sock"
+    # AF_UNIX paths hold at most 107 bytes, and pytest's tmp_path can be longer: a short host directory
+    unix_dir = Path(tempfile.mkdtemp(prefix="rt-"))
+    unix_path = unix_dir / "host.sock"
     unix = socket.socket(socket.AF_UNIX)
     unix.bind(str(unix_path))
     unix_path.chmod(0o777)
@@ -231,7 +234,7 @@ def network_including_loopback(run: Run, scratch: Path) -> list[str]:
         listener.join(timeout=5)
         for server in (tcp, udp, unix, abstract):
             server.close()
-        unix_path.unlink(missing_ok=True)
+        shutil.rmtree(unix_dir, ignore_errors=True)
     # Under bwrap 127.0.0.1 is the sandbox's own loopback (a datagram sent there stays inside): for loopback
     # what counts is whether the host's sockets heard anything.
     reached = [what for what in _done(result, actions) if "127.0.0.1" not in what]
