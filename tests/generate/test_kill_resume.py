@@ -14,6 +14,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 SHARD = "shard-00000-of-00001"
+PROBLEMS, SAMPLES = 256, 4  # enough samples that the kill lands mid-run on a busy machine too
+TOTAL = PROBLEMS * SAMPLES
 
 
 def generate_command(*overrides: str) -> list[str]:
@@ -39,8 +41,8 @@ def test_kill_9_of_a_data_parallel_run_then_resume_on_one_engine(tiny_model_dir,
     overrides = [
         f"paths.root={tmp_path}",
         f"teacher.path={tiny_model_dir}",
-        "task.train_size=128",
-        "generate.sampling.n=4",
+        f"task.train_size={PROBLEMS}",
+        f"generate.sampling.n={SAMPLES}",
         "generate.sampling.max_tokens=64",
         "generate.flush_every=8",
         "generate.flush_seconds=0.5",
@@ -65,7 +67,7 @@ def test_kill_9_of_a_data_parallel_run_then_resume_on_one_engine(tiny_model_dir,
     wait_until_group_is_gone(killed.pid)
     before = shard.read_bytes()
     whole = before[: before.rfind(b"\n") + 1]
-    assert 32 <= before.count(b"\n") < 512, "the kill should land mid-run"
+    assert 32 <= before.count(b"\n") < TOTAL, "the kill should land mid-run"
     assert not (stage_dir / "COMPLETE.json").exists() and not (stage_dir / "traces.jsonl").exists()
     survivors, errors = read_jsonl(shard, Trace)
     assert len(survivors) == whole.count(b"\n") and all(e.line > whole.count(b"\n") for e in errors)
@@ -73,14 +75,14 @@ def test_kill_9_of_a_data_parallel_run_then_resume_on_one_engine(tiny_model_dir,
     resumed = subprocess.run(generate_command(*overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((stage_dir / "shards" / f"{SHARD}.summary.json").read_text())
-    assert summary["complete"] and summary["gen/new_samples"] == 512 - len(survivors)
+    assert summary["complete"] and summary["gen/new_samples"] == TOTAL - len(survivors)
     assert summary["gen/torn_bytes_discarded"] == len(before) - len(whole)
     after = shard.read_bytes()
     assert after.startswith(whole)  # append-only: what survived the kill was kept as it was
     stored = [trace.key for trace in read_jsonl_strict(shard, Trace)]
-    assert len(stored) == len(set(stored)) == 512
+    assert len(stored) == len(set(stored)) == TOTAL
     merged = read_jsonl_strict(stage_dir / "traces.jsonl", Trace)
     assert [trace.key for trace in merged] == sorted(
-        (f"arithmetic-train-{i:06d}", s) for i in range(128) for s in range(4)
+        (f"arithmetic-train-{i:06d}", s) for i in range(PROBLEMS) for s in range(SAMPLES)
     )
-    assert json.loads((stage_dir / "COMPLETE.json").read_text())["gen/samples"] == 512
+    assert json.loads((stage_dir / "COMPLETE.json").read_text())["gen/samples"] == TOTAL
