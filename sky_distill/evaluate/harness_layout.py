@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +105,16 @@ def harness_samples(samples: list[EvalSample], golds: dict[str, str] | None = No
     return lines
 
 
-def write_harness_layout(eval_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write every model's results (and samples) under `out_dir/<model>/`; return the files written."""
+def write_harness_layout(eval_dir: str | Path, out_dir: str | Path, models: Iterable[str] | None = None) -> list[Path]:
+    """Write each model's results (and samples) under `out_dir/<model>/`: every model with complete
+    results in `eval_dir`, or only `models`; return the files written."""
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
+    wanted = None if models is None else set(models)
     by_model: dict[str, list[tuple[dict[str, Any], Path]]] = defaultdict(list)
     for complete in sorted(eval_dir.glob("*/*/COMPLETE.json")):
         summary = read_json(complete.parent / "summary.json")
-        by_model[summary["model"]].append((summary, complete.parent))
+        if wanted is None or summary["model"] in wanted:
+            by_model[summary["model"]].append((summary, complete.parent))
     written = []
     for model, entries in by_model.items():
         target = out_dir / model

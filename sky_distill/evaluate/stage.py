@@ -96,7 +96,7 @@ def run(cfg: Any) -> dict[str, Any]:
             model.name: evaluate_model(model, config, registry, load, run_dir / "eval", plain, code) for model in models
         }
     harness_dir = run_dir / "eval_harness"
-    files = write_harness_layout(run_dir / "eval", harness_dir)
+    files = write_harness_layout(run_dir / "eval", harness_dir, models=results)  # this run's models only
     log.info("lm-evaluation-harness / lighteval layout: %d files in %s", len(files), harness_dir)
     return headline(results)
 
