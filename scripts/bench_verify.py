@@ -6,9 +6,10 @@
 1. Agreement with hand-checked labels, per split (and per kind with `--by-kind`), for sky-distill's
    verifier and for plain math-verify (`verify(parse(gold), parse(answer))`): dev pairs (math-verify's
    suite in ../shared/fixtures, and `tests/verify/data/equivalence_dev.jsonl`), held-out pairs
-   (`equivalence_held_out.jsonl`, v1, examined in round 2; `equivalence_held_out_v2.jsonl`, v2), dev responses
+   (`equivalence_held_out.jsonl`, v1, examined in round 2; `equivalence_held_out_v2.jsonl`, v2, examined in
+   round 4; `equivalence_held_out_v3.jsonl`, v3), dev responses
    (`model_outputs_dev.jsonl`, gold joined from ../shared/benchmarks) and held-out responses
-   (`responses_held_out.jsonl`, v1; `responses_held_out_v2.jsonl`, v2). See that folder's README.
+   (`responses_held_out.jsonl`, v1; `responses_held_out_v{2,3}.jsonl`, v2 and v3). See that folder's README.
    Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected.
 2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
    versions of the verifier with `PYTHONPATH=<checkout> python scripts/bench_verify.py
@@ -62,15 +63,12 @@ def load_outputs(repeat: int) -> tuple[list[dict], dict[str, str]]:
 
 def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tuple[str, str, str, bool, str]]]:
     """Every labelled set as (kind, prediction or response, gold, label, check) rows, by name."""
-    from sky_distill.verify.labelled import V2_TEXTS, read_inline_responses, read_pairs, read_responses
+    from sky_distill.verify.labelled import HELD_OUT_TEXTS, read_inline_responses, read_pairs, read_responses
 
     shared_pairs = read_jsonl(SHARED / "fixtures" / "answer_equivalence_dev.jsonl")
     responses = read_responses(
         DATA / "responses_held_out.jsonl", SHARED / "fixtures" / "sky_t1_traces_sample.jsonl", SHARED / "benchmarks"
     )
-    v2_texts = ROOT / V2_TEXTS  # written by scripts/heldout_v2_texts.py; model outputs are not in git
-    if not v2_texts.exists():
-        print(f"held-out v2 responses left out: {v2_texts} is not present (scripts/heldout_v2_texts.py)")
     sets = {
         "pairs dev: math-verify suite (shared fixture)": [
             (r["category"], r["pred"], r["gold"], r["equal"], "pair") for r in shared_pairs
@@ -82,9 +80,13 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
             (r["kind"], r["pred"], r["gold"], r["label"], "pair")
             for r in read_pairs(DATA / "equivalence_held_out.jsonl")
         ],
-        "pairs held-out v2 (equivalence_held_out_v2)": [
+        "pairs held-out v2, examined in round 4 (equivalence_held_out_v2)": [
             (r["kind"], r["pred"], r["gold"], r["label"], "pair")
             for r in read_pairs(DATA / "equivalence_held_out_v2.jsonl")
+        ],
+        "pairs held-out v3 (equivalence_held_out_v3)": [
+            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
+            for r in read_pairs(DATA / "equivalence_held_out_v3.jsonl")
         ],
         "responses dev (model_outputs_dev)": [
             (r["benchmark"], r["response"], golds[r["problem_id"]], r["label"], "response") for r in rows
@@ -93,10 +95,14 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
             (r.kind, r.response, r.gold, r.label, "response") for r in responses
         ],
     }
-    if v2_texts.exists():
-        sets["responses held-out v2 (responses_held_out_v2)"] = [
+    for split, texts in HELD_OUT_TEXTS.items():  # written by scripts/heldout_texts.py; model outputs are not in git
+        if not (ROOT / texts).exists():
+            print(f"held-out {split} responses left out: {texts} is not present (scripts/heldout_texts.py)")
+            continue
+        examined = ", examined in round 4" if split == "v2" else ""
+        sets[f"responses held-out {split}{examined} (responses_held_out_{split})"] = [
             (r.kind, r.response, r.gold, r.label, "response")
-            for r in read_inline_responses(v2_texts, SHARED / "benchmarks")
+            for r in read_inline_responses(ROOT / texts, SHARED / "benchmarks")
         ]
     return sets
 

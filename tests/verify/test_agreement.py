@@ -138,9 +138,9 @@ def test_held_out_long_responses_agree():
 @pytest.mark.slow
 @requires_shared(BENCHMARKS)
 def test_held_out_v2_responses_agree():
-    texts = Path(__file__).parents[2] / V2_TEXTS  # model outputs are not in git: scripts/heldout_v2_texts.py
+    texts = Path(__file__).parents[2] / V2_TEXTS  # model outputs are not in git: scripts/heldout_texts.py
     if not texts.exists():
-        pytest.skip(f"{texts} is not present (python scripts/heldout_v2_texts.py --skythought <SkyThought clone>)")
+        pytest.skip(f"{texts} is not present (python scripts/heldout_texts.py --skythought <SkyThought clone>)")
     responses = read_inline_responses(texts, BENCHMARKS)
     wrong = [(r.problem_id, r.label) for r in responses if is_correct(r.response, r.gold) != r.label]
     print(f"\nheld-out v2 responses: {len(responses) - len(wrong)}/{len(responses)}")
