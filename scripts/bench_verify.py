@@ -10,7 +10,8 @@
    round 4; `equivalence_held_out_v3.jsonl`, v3), dev responses
    (`model_outputs_dev.jsonl`, gold joined from ../shared/benchmarks) and held-out responses
    (`responses_held_out.jsonl`, v1; `responses_held_out_v{2,3}.jsonl`, v2 and v3). See that folder's README.
-   Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected.
+   Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected,
+   bare and written with a unit, a qualifier or a name (`x = `) around it.
 2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
    versions of the verifier with `PYTHONPATH=<checkout> python scripts/bench_verify.py
    --only-throughput`, alternating), and the verify stage's path (`verify_responses`, worker
@@ -136,7 +137,7 @@ def agreement(rows: list[dict], golds: dict[str, str], by_kind: bool) -> dict[st
 
 def near_miss(limit: int | None, examples: int = 5) -> dict[str, object]:
     """False positives on wrong answers one digit or sign from every benchmark gold."""
-    from sky_distill.verify.labelled import near_misses
+    from sky_distill.verify.labelled import dress, near_misses
     from sky_distill.verify.math import equivalent
 
     pairs = []
@@ -148,12 +149,17 @@ def near_miss(limit: int | None, examples: int = 5) -> dict[str, object]:
     ours = [(pred, gold) for pred, gold in pairs if equivalent(pred, gold)]
     elapsed = time.perf_counter() - started
     plain = sum(plain_math_verify(pred, gold) for pred, gold in pairs)
+    dressed = [(dressed, gold) for pred, gold in pairs for dressed in dress(pred)]
+    dressed_ours = [(pred, gold) for pred, gold in dressed if equivalent(pred, gold)]
     return {
         "near misses (one digit or sign from a gold)": len(pairs),
         "accepted by sky-distill (false positives)": len(ours),
         "accepted by plain math-verify": plain,
         "sky-distill pairs/s": round(len(pairs) / elapsed, 1),
         "examples accepted": ours[:examples],
+        "near misses with a unit, a qualifier or a name (`x = `)": len(dressed),
+        "of those accepted by sky-distill (false positives)": len(dressed_ours),
+        "examples of those accepted": dressed_ours[:examples],
     }
 
 

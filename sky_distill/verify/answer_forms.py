@@ -25,14 +25,79 @@ _TRAILING_CONDITION = re.compile(
 )
 
 
-def drop_conditions(text: str) -> str:
-    """`x(t) = ... \\text{ for } t > 0` -> `x(t) = ...`; per-case parentheses removed from each part."""
-    if not re.search(rf"\b{_CONDITION_WORDS}\b", text, re.IGNORECASE):
-        return text
-    unwrapped = _UNWRAP.sub(r" \1 ", text)
-    unwrapped = _PER_CASE.sub(" ", unwrapped)
+_TOP_LEVEL_COMMA = re.compile(r",(?![^()\[\]{}]*[)\]}])")
+
+
+def split_top_level(text: str) -> list[str]:
+    """The parts of a list, split at commas outside brackets and braces (`(1, 2), 3` -> `(1, 2)`, `3`)."""
+    return [part.strip() for part in _TOP_LEVEL_COMMA.split(text)]
+
+
+_LEADING_AND = re.compile(r"^(?:\\quad|\\qquad|\s)*(?:and|or)\b\s*", re.IGNORECASE)
+
+
+def _drop_condition(text: str) -> str:
+    unwrapped = _PER_CASE.sub(" ", _UNWRAP.sub(r" \1 ", text))
     stripped = _TRAILING_CONDITION.sub("", unwrapped).strip()
     return stripped if stripped and re.search(r"[\w\\]", stripped) else text
+
+
+def drop_conditions(text: str) -> str:
+    """`x(t) = ... \\text{ for } t > 0` -> `x(t) = ...`; per-case parentheses removed from each part;
+    a list whose every part carries its own condition keeps its parts (`E_1 \\text{ with probability }
+    \\frac13, \\text{ and } E_2 \\text{ with probability } \\frac23` -> `E_1, E_2`)."""
+    if not re.search(rf"\b{_CONDITION_WORDS}\b", text, re.IGNORECASE):
+        return text
+    parts = [_LEADING_AND.sub("", _UNWRAP.sub(r" \1 ", part).strip()) for part in split_top_level(text)]
+    if len(parts) > 1 and all(re.search(rf"\S\s*\b{_CONDITION_WORDS}\b", part, re.IGNORECASE) for part in parts):
+        kept = [_drop_condition(part) for part in parts]
+        if all(kept[index] != parts[index] for index in range(len(parts))):
+            return ", ".join(kept)
+    return _drop_condition(text)
+
+
+_RANGE = re.compile(r"\b(?:between|from)\b[^,;]*?\d[^,;]*?\b(?:and|to)\b[^,;]*?\d", re.IGNORECASE)
+
+
+def states_range(text: str) -> bool:
+    """`Between 25 cents and 75 cents`, `from 2 to 5`: a range of values, never one of its ends."""
+    return bool(_RANGE.search(_UNWRAP.sub(r" \1 ", text)))
+
+
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)\b")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+
+
+def degrees_in_trig_as_radians(text: str) -> str:
+    """`\\sin(90^{\\circ} - x)` -> `\\sin(90\\cdot\\frac{\\pi}{180} - x)`: degrees in an expression with a
+    trigonometric function become radians, so `\\sin 60^\\circ` is a value and an identity can be compared at
+    random points (`\\cos(x)`)."""
+    if not _TRIG.search(text) or "circ" not in text:
+        return text
+    return _DEGREES.sub(r"(\1\\cdot\\frac{\\pi}{180})", text)
+
+
+def degrees_as_radians(text: str) -> str | None:
+    """`60^\\circ` -> `60\\cdot\\frac{\\pi}{180}`: a bare angle in degrees, for comparing with radians; else None."""
+    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?\s*", text)
+    return f"{match.group(1)}\\cdot\\frac{{\\pi}}{{180}}" if match else None
+
+
+def repeating_decimal(text: str) -> str:
+    """`4.\\overline{6}` -> `\\frac{42}{9}`, `0.1\\overline{36}` -> `\\frac{135}{990}`; else unchanged."""
+    match = re.fullmatch(r"\s*(-?)(\d*)\.(\d*)\\overline\s*\{(\d+)\}\s*", text)
+    if not match:
+        return text
+    sign, whole, fixed, repeating = match.groups()
+    numerator = int((whole or "0") + fixed + repeating) - int((whole or "0") + fixed)
+    denominator = int("9" * len(repeating) + "0" * len(fixed))
+    return f"{sign}\\frac{{{numerator}}}{{{denominator}}}"
+
+
+def number_base(text: str) -> str | None:
+    """The base of a numeral written with one (`4210_{5}` -> `5`), else None."""
+    match = re.fullmatch(r"\s*[0-9A-Za-z]+\s*_\s*\{?\s*(\d+)\s*\}?\s*", text)
+    return match.group(1) if match else None
 
 
 def condition_of(text: str) -> str:
@@ -69,7 +134,7 @@ def expand_plus_minus(text: str) -> str:
     top-level part with one `\\pm` becomes its two values (a list of solutions)."""
     if "\\pm" not in text:
         return text
-    parts = [part.strip() for part in re.split(r",(?![^()\[\]{}]*[)\]}])", text)]
+    parts = split_top_level(text)
     expanded = []
     for part in parts:
         if part.count("\\pm") == 1 and "\\mp" not in part:
@@ -92,6 +157,29 @@ def drop_trailing_words(text: str) -> str:
     """`10 weeks`, `10weeks` -> `10`: a number followed by plain words only (units, nouns)."""
     match = re.fullmatch(r"\s*(-?\d[\d,]*(?:\.\d+)?)\s*([a-zA-Z]{3,}(?:\s+[a-zA-Z]+)*)\s*", text)
     return match.group(1) if match else text
+
+
+_QUALIFIER = r"(?:\\approx|\\sim|\\simeq|about|approximately|approx\.?|roughly|around|nearly)"
+_QUANTITY = r"[+-]?\d[\d,]*(?:\.\d+)?(?:\s*(?:\\times|\\cdot|x)\s*10\s*\^\s*\{?\s*[+-]?\d+\s*\}?|[eE][+-]?\d+)?"
+_UNIT_SYMBOL = (
+    r"(?:(?:[kcmunpfMGT]|\\mu\s*)?(?:m|s|g|K|J|N|W|V|A|C|F|T|Hz|eV|Pa|L|mol|erg|pc|AU|au|yr|yrs|ly|bar|atm|cal|"
+    r"rad|sr|dyn|Jy|min|hr|h|arcsec|arcmin|Å|\\AA)|[MLR]\s*_\s*\{?\s*\\odot\s*\}?|\^\s*\{?\s*\\circ\s*\}?\s*[CFK]?)"
+)
+_UNIT_PIECE = rf"(?:{_UNIT_SYMBOL}|(?:\\mu\s*)?\\(?:text|mathrm|rm|textrm|mbox)\s*\{{[^{{}}\d]*\}})(?:\s*\^\s*\{{?\s*-?\d+\s*\}}?)?"
+_NUMBER_WITH_UNIT = re.compile(
+    rf"\s*(?:(?:\\text\s*\{{\s*)?{_QUALIFIER}(?:\s*\}})?\s*)?({_QUANTITY})"
+    rf"((?:\s|\\[,;: ]|~)*{_UNIT_PIECE}(?:(?:\s|\\[,;: ]|~|/|\\cdot|\*)*{_UNIT_PIECE})*)?\s*\.?\s*"
+)
+
+
+def number_with_unit(text: str) -> tuple[str, str] | None:
+    """`1.6 \\, \\mathrm{K}` -> (`1.6`, `K`), `\\text{about } 3 \\times 10^{5} nm` -> (`3 \\times 10^{5}`, `nm`),
+    `1.6` -> None: a number with a unit (known unit symbols, or any wrapped unit text) or a qualifier."""
+    match = _NUMBER_WITH_UNIT.fullmatch(text)
+    if not match or (match.group(2) is None and not re.search(_QUALIFIER, text)):
+        return None
+    unit = _UNWRAP.sub(r"\1", match.group(2) or "")
+    return match.group(1).strip(), re.sub(r"\s|\\[,;: ]|~|\{|\}", "", unit)
 
 
 _NAME = r"(?:\{\s*([a-zA-Z]|\\[a-zA-Z]+)\s*\}|([a-zA-Z]|\\[a-zA-Z]+))"
@@ -182,6 +270,27 @@ def stated_precision(gold: str) -> float | None:
         return None
     places = len(decimals or "")
     return 0.5 * 10 ** (int(exponent or 0) - places)
+
+
+def rounded_integer_precision(gold: str) -> float | None:
+    """Half a unit in the last nonzero digit of an integer gold that ends in zeros and has at least 3
+    significant figures (`6630` -> 5): the precision a rounded measurement states. Only a prediction
+    with decimals is held to it (`6630.65` = `6630`); integers stay exact (`6631` != `6630`)."""
+    match = re.fullmatch(r"\s*[+-]?(\d*[1-9])(0+)\s*", _UNWRAP.sub("", gold))
+    if not match or len(match.group(1)) < 3:
+        return None
+    return 0.5 * 10 ** len(match.group(2))
+
+
+def decimal_places(text: str) -> tuple[int, int] | None:
+    """(significant figures, power of ten of the last stated place) of a plain decimal (`2.6667` ->
+    (5, -4), `2.3148e-3` -> (5, -7)); None for integers, fractions and anything else."""
+    match = _DECIMAL.match(re.sub(r"\\[,;! ]|~", " ", _UNWRAP.sub("", text)))
+    if not match or match.group(2) is None or not match.group(2):
+        return None
+    integer, decimals, exponent = match.groups()
+    digits = (integer + decimals).lstrip("0")
+    return len(digits), int(exponent or 0) - len(decimals)
 
 
 def within_stated_precision(pred_value: float, gold_value: float, half_unit: float) -> bool:

@@ -178,3 +178,11 @@ def near_misses(gold: str) -> list[str]:
     if single and float(single.group(2)) != 0:
         variants.append(single.group(2) if single.group(1) else f"-{single.group(2)}")
     return list(dict.fromkeys(variant for variant in variants if variant != gold))
+
+
+DRESSINGS = ("{} \\text{{ cm}}", "\\approx {}", "x = {}", "{}\\,\\mathrm{{K}}", "{} nm")
+
+
+def dress(answer: str) -> list[str]:
+    """An answer with a unit, a qualifier or a name around it (`x = 3`), as models write them."""
+    return [dressing.format(answer) for dressing in DRESSINGS]

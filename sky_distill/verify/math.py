@@ -25,7 +25,7 @@ from functools import lru_cache
 from sky_distill.verify import answer_forms as forms
 
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "4"  # bump when a change can alter any verdict (4: trailing variables, ± lists, conditions)
+VERIFIER_VERSION = "5"  # bump when a change can alter any verdict (5: units, ranges, exact golds as decimals, constants)
 INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
 
 # --- finding the final answer ---------------------------------------------------------------
@@ -41,6 +41,9 @@ _ANSWER_IS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _MATH_SPAN = re.compile(r"\\\((.+?)\\\)|\\\[(.+?)\\\]|\$\$(.+?)\$\$|\$([^$]+?)\$", re.DOTALL)
+_EXPLAINS_SYMBOLS = re.compile(
+    r"\s*(?:where\b|(?:here|with)\b.*\b(?:arbitrary|constants?|parameters?)\b)", re.IGNORECASE | re.DOTALL
+)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?(?![\w])")
 
 
@@ -93,6 +96,8 @@ def _closing_statement(region: str) -> str | None:
     for paragraph in reversed(paragraphs[-2:]):
         sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph.strip())
         for sentence in reversed(sentences[-2:]):
+            if _EXPLAINS_SYMBOLS.match(sentence):
+                continue  # "where $c_1, c_2$ are arbitrary constants."
             spans = [next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(sentence)]
             if spans:
                 return spans[-1].strip()
@@ -105,16 +110,16 @@ def _closing_statement(region: str) -> str | None:
 def extract_answer(response: str) -> str | None:
     """The final answer of a response.
 
-    In order: the last `\\boxed{}` after the thinking, a stated final answer ("the final answer
-    is ..."), the last boxed answer inside the thinking, "the answer is ...", and last the math
-    or number of the closing sentences.
+    In order: the last `\\boxed{}` after the thinking unless a stated final answer ("the final
+    answer is ...") follows it, a stated final answer, the last boxed answer inside the thinking,
+    "the answer is ...", and last the math or number of the closing sentences.
     """
     region = answer_region(response)
     boxed = last_boxed(region)
-    if boxed is not None:
+    stated = list(_FINAL_ANSWER.finditer(region))
+    if boxed is not None and not (stated and stated[-1].start() > region.rfind(boxed)):
         return boxed
-    stated = _FINAL_ANSWER.findall(region)
-    if stated:
+    if stated:  # a stated final answer after the last box restates the answer ("The final answer is $12.4$.")
         return _stated_answer(region)
     if region is not response:
         boxed = last_boxed(response)
@@ -152,6 +157,8 @@ _FUNCTION_NAMES = re.compile(
 
 def _strip_delimiters(text: str) -> str:
     text = text.strip()
+    if len(text) > 4 and text.startswith("**") and text.endswith("**") and "**" not in text[2:-2]:
+        text = text[2:-2].strip()  # markdown bold: `The answer is **5**.`
     for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if text.startswith(opening) and text.endswith(closing) and len(text) > len(opening) + len(closing):
             inner = text[len(opening) : -len(closing)]
@@ -193,6 +200,7 @@ def normalize_bare(text: str) -> str:
     """Rewrite notations math-verify misreads in a bare (undelimited) answer."""
     text = _strip_delimiters(text)
     text = _NUMPY.sub("", text)
+    text = re.sub(r"^\\(?:approx|sim|simeq)\s*", "", text)  # `\approx -2, -3`: the value, not a relation
     text = re.sub(r"\\\$\s*", "", text)  # currency
     text = _FUNCTION_NAMES.sub(r"\\\1", text)
     text = forms.unify_derivatives(text)  # sympy reads d M / d t of a bare symbol as 0
@@ -360,6 +368,8 @@ def _percent_as_ratio(pred: str, gold: str) -> bool:
         return False
     percent, other = (pred, gold) if _PERCENT.search(pred) else (gold, pred)
     number = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*", _PERCENT.sub("", _strip_delimiters(percent)))
+    if number and percent is gold and re.fullmatch(rf"\s*{re.escape(number.group(1))}0*\s*", _strip_delimiters(other)):
+        return True  # `17.5` for the gold `17.5\%`: the percentage without its sign
     if not number or re.fullmatch(r"\s*-?\d+\s*", _strip_delimiters(other)):
         return False  # 28 is 28%, never 0.28 (math-verify decides that one)
     ratio = _plain_number(_parse_forms(other))
@@ -420,22 +430,35 @@ def _numbers_differ(gold_forms: tuple, pred_forms: tuple, relative: float = 1e-6
     return scale > 0 and abs(gold_value - pred_value) > relative * scale
 
 
+def _has_tiny_numbers(*forms_) -> bool:
+    """Whether an expression with variables holds a number below 1e-4 (`2.89e-19 n m`): math-verify rounds
+    to 6 decimals, so it finds any two such expressions equal."""
+    import sympy
+
+    return any(
+        isinstance(form, sympy.Expr)
+        and form.free_symbols
+        and any(number != 0 and abs(number) < 1e-4 for number in form.atoms(sympy.Number))
+        for form in forms_
+    )
+
+
 def _squash(text: str) -> str:
     return re.sub(r"\s|\\[,;! ]|~", "", _strip_delimiters(text))
 
 
 def _rewrite(text: str) -> str:
     """The notations of `answer_forms` made canonical (conditions, mixed numbers, derivatives, names)."""
-    text = forms.drop_conditions(_strip_delimiters(text))
+    text = forms.drop_conditions(_strip_delimiters(text)).replace("\\varnothing", "\\emptyset")
     text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)(?:\s*\\quad)?\s*", ", ", text)
-    text = forms.drop_trailing_words(forms.rewrite_mixed_number(text))
-    text = forms.unify_subscripts(forms.unify_derivatives(text))
+    text = forms.drop_trailing_words(forms.rewrite_mixed_number(forms.repeating_decimal(text)))
+    text = forms.unify_subscripts(forms.unify_derivatives(forms.degrees_in_trig_as_radians(text)))
     return forms.expand_plus_minus(_values_of_named_list(text))
 
 
 def _values_of_named_list(text: str) -> str:
     """`x = 1, y = 2, z = 3` -> `(1, 2, 3)`; `f(x) = x, f(x) = 2 - x` -> `x, 2 - x` (alternatives)."""
-    parts = [part.strip() for part in re.split(r",(?![^()\[\]{}]*[)\]}])", text)]
+    parts = forms.split_top_level(text)
     if len(parts) < 2:
         return text
     named = [re.fullmatch(rf"({_NAME})\s*=\s*(.+)", part, re.DOTALL) for part in parts]
@@ -472,16 +495,73 @@ def _same_at_random_points(pred_form, gold_form) -> bool:
     steps = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod, sympy.Piecewise)
     if pred_form.has(*steps) or gold_form.has(*steps):
         return False  # equal at a few points says nothing about step functions
+    pred_form, gold_form = _opaque_applications(pred_form, gold_form)
     swap = {symbol: sympy.I for symbol in pred_form.free_symbols | gold_form.free_symbols if symbol.name == "i"}
     if not swap and not (pred_form.free_symbols or gold_form.free_symbols):
         return False  # two numbers: math-verify has compared them
-    differences = _values_at_random_points((pred_form - gold_form).subs(swap))
-    scales = _values_at_random_points(gold_form.subs(swap))
-    return (
-        differences is not None
-        and scales is not None
-        and all(abs(d) <= 1e-12 * max(1.0, abs(g)) for d, g in zip(differences, scales))
-    )
+    pred_form, gold_form = pred_form.subs(swap), gold_form.subs(swap)
+    scales = _values_at_random_points(gold_form)
+    if scales is None:
+        return False
+    for renamed in _constants_renamed(pred_form, gold_form):
+        differences = _values_at_random_points(renamed - gold_form)
+        if differences is not None and all(_negligible(d, g) for d, g in zip(differences, scales)):
+            return True
+    return False
+
+
+def _negligible(difference: complex, scale: complex) -> bool:
+    """A difference that is rounding at the scale of the gold's value (relative; absolute where it is 0)."""
+    return abs(difference) <= (1e-10 * abs(scale) if abs(scale) > 1e-30 else 1e-12)
+
+
+def _opaque_applications(*expressions):
+    """Undefined functions applied to values (`I(0)`, `x(t_0)`) as plain symbols, the same on both sides,
+    so the expressions around them can be evaluated."""
+    import sympy
+    from sympy.core.function import AppliedUndef
+
+    applications = set().union(*(expression.atoms(AppliedUndef) for expression in expressions))
+    if not applications:
+        return expressions
+    names = {application: sympy.Symbol(f"applied:{application}") for application in applications}
+    return tuple(expression.xreplace(names) for expression in expressions)
+
+
+_CONSTANT = re.compile(r"[cCkK](?:_\{?\d+\}?)?")
+
+
+def _constants_renamed(pred_form, gold_form, most: int = 4):
+    """The prediction, then the prediction with its arbitrary constants (`C_1`, `c_2`, `K`) renamed to
+    the gold's in every order: `C_1 \\cos t + C_2 \\sin t` = `C_2 \\cos t + C_1 \\sin t` as general solutions.
+    Only where both are linear in their constants and each constant multiplies a function of another
+    variable (a general solution), never for a formula in named quantities like `\\frac{C_1 C_2}{C_1 + C_2}`."""
+    from itertools import permutations
+
+    yield pred_form
+    pred_constants, gold_constants = _free_constants(pred_form), _free_constants(gold_form)
+    if not 2 <= len(gold_constants) == len(pred_constants) <= most:
+        return
+    if not (_general_solution_in(pred_form, pred_constants) and _general_solution_in(gold_form, gold_constants)):
+        return
+    for order in permutations(gold_constants):
+        mapping = dict(zip(pred_constants, order))
+        if any(source != target for source, target in mapping.items()):
+            yield pred_form.xreplace(mapping)
+
+
+def _free_constants(form) -> list:
+    return sorted((symbol for symbol in form.free_symbols if _CONSTANT.fullmatch(symbol.name)), key=str)
+
+
+def _general_solution_in(form, constants: list) -> bool:
+    import sympy
+
+    for constant in constants:
+        coefficient = sympy.diff(form, constant)
+        if coefficient.free_symbols & set(constants) or not (coefficient.free_symbols - set(constants)):
+            return False
+    return True
 
 
 def _same_equation(pred_forms: tuple, gold_forms: tuple) -> bool:
@@ -542,12 +622,16 @@ def _compare(pred: str, gold: str) -> bool:
         return True
     sides = _same_left_side(pred, gold) or _named_sides(_strip_delimiters(pred), _strip_delimiters(gold))
     if sides is not None:  # the values decide: no parse of the whole equation, no Eq-against-value verify
-        return _compare_values(*sides)
+        return _compare_values(*sides) or _same_quantity(*sides)
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
     if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
         return False
     if _verify(gold_forms, pred_forms):
         bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
+        if bare and _has_tiny_numbers(gold_forms[0], pred_forms[0]):  # math-verify rounds to 6 decimals
+            return _same_at_random_points(pred_forms[0], gold_forms[0]) or (
+                not _numbers_differ(gold_forms, pred_forms) and _plain_number(pred_forms) is not None
+            )
         return not (bare and _numbers_differ(gold_forms, pred_forms))
     if not (_trusted(gold_forms) and _trusted(pred_forms)) or not gold_forms or not pred_forms:
         return False
@@ -559,6 +643,8 @@ def _compare_values(pred: str, gold: str) -> bool:
 
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
     if not (gold_forms and pred_forms and _trusted(gold_forms) and _trusted(pred_forms)):
+        return False
+    if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
         return False
     gold_form, pred_form = gold_forms[0], pred_forms[0]
     steps = (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod, sympy.Piecewise)
@@ -582,13 +668,35 @@ def _same_time_or_precision(pred: str, gold: str) -> bool | None:
         return None if pred_minutes is None else abs(pred_minutes - gold_minutes) < 1e-9
     if _PERCENT.search(gold) or _PERCENT.search(pred):
         return None
-    half_unit = forms.stated_precision(normalize_bare(gold))
-    if half_unit is None or _is_prose(_strip_delimiters(pred)):
+    if _is_prose(_strip_delimiters(pred)):
         return None
+    half_unit = forms.stated_precision(normalize_bare(gold))
+    if half_unit is None:
+        return _rounded_to_decimal(pred, gold)
     gold_value, pred_value = _plain_number(_parse_forms(gold)), _plain_number(_parse_forms(pred))
     if gold_value is None or pred_value is None:
         return None
     return forms.within_stated_precision(pred_value, gold_value, half_unit)
+
+
+def _rounded_to_decimal(pred: str, gold: str) -> bool | None:
+    """A decimal prediction against a gold that states no decimals: an exact gold (`\\frac{8}{3}`,
+    `\\sqrt{2}`) matches a prediction of 3 or more significant figures that is the gold rounded at the
+    prediction's last place (`2.6667`); an integer gold rounded to 3 or more significant figures
+    (`6630`) matches a prediction that rounds to it (`6630.65`). Else None (math-verify decides)."""
+    places = forms.decimal_places(normalize_bare(pred))
+    if places is None:
+        return None
+    gold_value, pred_value = _plain_number(_parse_forms(gold)), _plain_number(_parse_forms(pred))
+    if gold_value is None or pred_value is None:
+        return None
+    integer_half_unit = forms.rounded_integer_precision(normalize_bare(gold))
+    if integer_half_unit is not None and forms.within_stated_precision(pred_value, gold_value, integer_half_unit):
+        return True
+    significant, last_place = places
+    if significant < 3:
+        return None
+    return abs(pred_value - gold_value) <= 0.5 * 10.0**last_place * (1 + 1e-9) or None
 
 
 def equivalent(pred: str, gold: str) -> bool:
@@ -608,6 +716,11 @@ def equivalent(pred: str, gold: str) -> bool:
         return _squash(normalize_bare(pred)).replace("{", "").replace("}", "") == _squash(normalize_bare(gold)).replace(
             "{", ""
         ).replace("}", "")
+    if forms.states_range(pred) and not forms.states_range(gold) and len(_NUMBER.findall(gold)) < 2:
+        return False  # `Between 25 cents and 75 cents` is not 75
+    pred_base, gold_base = forms.number_base(pred), forms.number_base(gold)
+    if pred_base and gold_base and pred_base != gold_base:
+        return False  # `4210_6` is not `4210_{5}` (math-verify drops the base)
     pred_rewritten, gold_rewritten = _rewrite(pred), _rewrite(gold)
     pred_condition, gold_condition = forms.condition_of(pred), forms.condition_of(gold)
     if pred_condition and gold_condition and _squash(pred_condition) != _squash(gold_condition):
@@ -621,7 +734,62 @@ def equivalent(pred: str, gold: str) -> bool:
         return True
     if forms.is_vector(pred_rewritten) or forms.is_vector(gold_rewritten):
         pred_rewritten, gold_rewritten = _as_tuple(pred_rewritten), _as_tuple(gold_rewritten)
-    return (pred_rewritten, gold_rewritten) != (pred, gold) and _compare(pred_rewritten, gold_rewritten)
+    if (pred_rewritten, gold_rewritten) != (pred, gold) and _compare(pred_rewritten, gold_rewritten):
+        return True
+    return _same_elements(pred_rewritten, gold_rewritten) or _same_quantity(pred, gold) or _same_angle(pred, gold)
+
+
+def _same_angle(pred: str, gold: str) -> bool:
+    """`60^\\circ` against `\\frac{\\pi}{3}`: an angle in degrees on one side, radians on the other."""
+    pred_radians, gold_radians = forms.degrees_as_radians(pred), forms.degrees_as_radians(gold)
+    if pred_radians and "\\pi" in gold and not gold_radians:
+        return equivalent(pred_radians, gold)
+    if gold_radians and "\\pi" in pred and not pred_radians:
+        return equivalent(pred, gold_radians)
+    return False
+
+
+def _same_quantity(pred: str, gold: str) -> bool:
+    """`1.6 \\, \\mathrm{K}` or `\\text{about } 1.6` against `1.6`: the numbers decide when at most one side
+    names a unit, or both name the same one (`1.6 nm` is never `1.6 m`)."""
+    pred_parts, gold_parts = (
+        forms.number_with_unit(_strip_delimiters(pred)),
+        forms.number_with_unit(_strip_delimiters(gold)),
+    )
+    if pred_parts is None and gold_parts is None:
+        return False
+    pred_number, pred_unit = pred_parts or (pred, "")
+    gold_number, gold_unit = gold_parts or (gold, "")
+    if pred_unit and gold_unit and pred_unit != gold_unit:
+        return False
+    return (pred_number, gold_number) != (pred, gold) and equivalent(pred_number, gold_number)
+
+
+_BRACKETED = re.compile(r"\s*(?:\\left\s*)?([(\[])(.*?)(?:\\right\s*)?([)\]])\s*", re.DOTALL)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for character in text:
+        depth += character in "([{"
+        depth -= character in ")]}"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _same_elements(pred: str, gold: str) -> bool:
+    """Two intervals or tuples with the same brackets whose elements are equal one by one, each by the
+    rules for one answer (`(0.6, 2.6667]` = `(\\frac{3}{5}, \\frac{8}{3}]` at the stated digits)."""
+    pred_match, gold_match = _BRACKETED.fullmatch(pred), _BRACKETED.fullmatch(gold)
+    if not pred_match or not gold_match or (pred_match[1], pred_match[3]) != (gold_match[1], gold_match[3]):
+        return False
+    if not (_balanced(pred_match[2]) and _balanced(gold_match[2])):
+        return False  # `(0,9) \cup (0,36)`: two groups, not one
+    pred_parts, gold_parts = (forms.split_top_level(match[2]) for match in (pred_match, gold_match))
+    if not 2 <= len(pred_parts) == len(gold_parts) <= 10:
+        return False
+    return all(equivalent(p, g) for p, g in zip(pred_parts, gold_parts))
 
 
 def _as_tuple(text: str) -> str:

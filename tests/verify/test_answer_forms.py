@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sky_distill.verify import answer_forms as forms
-from sky_distill.verify.labelled import edit_final_answer, near_misses, read_pairs
+from sky_distill.verify.labelled import dress, edit_final_answer, near_misses, read_pairs
 from sky_distill.verify.math import equivalent
 from tests.conftest import BENCHMARKS, requires_shared
 
@@ -29,6 +29,19 @@ def test_conditions_and_notation_rewrites():
     assert forms.unify_subscripts("V0 + V_1 + 7.2e6") == "V_{0} + V_{1} + 7.2e6"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}") == "(1, 2)"
     assert forms.vector_as_tuple("\\begin{pmatrix} 1 & 2 \\end{pmatrix}") == "\\begin{pmatrix} 1 & 2 \\end{pmatrix}"
+
+
+def test_round_4_notation_helpers():
+    assert forms.drop_conditions("a \\text{ if } n > 1, \\text{ and } b \\text{ if } n = 1") == "a, b"
+    assert forms.states_range("\\text{between } 2 \\text{ and } 5") and not forms.states_range("2 \\text{ and } 5")
+    assert forms.number_with_unit("1.6 \\, \\mathrm{K}") == ("1.6", "K")
+    assert forms.number_with_unit("\\approx 3 \\times 10^{5} nm") == ("3 \\times 10^{5}", "nm")
+    assert forms.number_with_unit("1.6") is None and forms.number_with_unit("1.6 x") is None
+    assert forms.repeating_decimal("0.1\\overline{36}") == "\\frac{135}{990}"
+    assert forms.number_base("4210_{5}") == "5" and forms.number_base("4210") is None
+    assert forms.rounded_integer_precision("6630") == 5 and forms.rounded_integer_precision("1500") is None
+    assert forms.decimal_places("2.6667") == (5, -4) and forms.decimal_places("3") is None
+    assert forms.degrees_as_radians("60^\\circ") == "60\\cdot\\frac{\\pi}{180}"
 
 
 @pytest.mark.parametrize(
@@ -85,3 +98,12 @@ def test_no_near_miss_of_a_benchmark_gold_is_accepted_sample():
     pairs = _near_miss_pairs(per_benchmark=15)
     accepted = [pair for pair in pairs if equivalent(*pair)]
     assert len(pairs) > 100 and accepted == []
+
+
+@requires_shared(BENCHMARKS)
+def test_no_dressed_near_miss_is_accepted_sample():
+    """Near misses with a unit, a qualifier or a name (`x = `) around them: the rules that strip those
+    must not make a wrong number right. `scripts/bench_verify.py` runs them for every gold."""
+    pairs = [(dressed, gold) for variant, gold in _near_miss_pairs(per_benchmark=6) for dressed in dress(variant)]
+    accepted = [pair for pair in pairs if equivalent(*pair)]
+    assert len(pairs) > 150 and accepted == []

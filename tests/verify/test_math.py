@@ -191,3 +191,90 @@ def test_unusable_gold_is_an_error_not_a_wrong_answer(answer_type, gold, message
 )
 def test_equivalent_general_rules(pred, gold, equal):
     assert equivalent(pred, gold) is equal
+
+
+@pytest.mark.parametrize(
+    "pred,gold,equal",
+    [
+        # each list part with its own condition keeps its part
+        (
+            "E_1 \\text{ with probability } \\frac{1}{3}, \\text{ and } E_2 \\text{ with probability } \\frac{2}{3}",
+            "E_{1},E_{2}",
+            True,
+        ),
+        (
+            "E_1 \\text{ with probability } \\frac{1}{3}, \\text{ and } E_3 \\text{ with probability } \\frac{2}{3}",
+            "E_{1},E_{2}",
+            False,
+        ),
+        # a range is not one of its ends
+        ("\\text{Between 25 cents and 75 cents}", "75", False),
+        ("\\text{from } 2 \\text{ to } 5", "5", False),
+        # a number with a unit or a qualifier: the numbers decide unless both name different units
+        ("1.6 \\, \\mathrm{K}", "1.6", True),
+        ("1.6 nm", "1.6", True),
+        ("3.2 M_\\odot", "3.2", True),
+        ("\\text{about } 1.6", "1.6", True),
+        ("1.7 \\, \\mathrm{K}", "1.6", False),
+        ("1.6 nm", "1.6 m", False),
+        ("1.6 x", "1.6", False),  # a variable, not a unit
+        ("2.89e-19 nm", "2.88e-19", False),  # math-verify rounds both to 0 at 6 decimals
+        ("\\approx -2,-3", "-2,-2", False),
+        # the gold's percent sign left off; bases of numerals
+        ("17.5", "17.5\\%", True),
+        ("17.4", "17.5\\%", False),
+        ("4210_6", "4210_{5}", False),
+        ("4210_5", "4210_{5}", True),
+        # a decimal against an exact gold: 3 significant figures, rounded at its last place
+        ("2.6667", "\\frac{8}{3}", True),
+        ("2.66", "\\frac{8}{3}", False),
+        ("0.33", "\\frac{1}{3}", False),  # 2 figures state too little
+        ("2.314814814815 \\times 10^{-3}", "\\frac{1}{432}", True),
+        ("1.41", "\\sqrt{2}", True),
+        ("(0.6,2.6667]", "(\\frac{3}{5},\\frac{8}{3}]", True),
+        ("(0.6,2.6668]", "(\\frac{3}{5},\\frac{8}{3}]", False),
+        ("(0,9) \\cup (0,36)", "(0,9) \\cup (9,36)", False),
+        ("4.\\overline{6}", "\\frac{14}{3}", True),
+        ("4.\\overline{3}", "\\frac{14}{3}", False),
+        # an integer gold rounded to 3+ figures holds a decimal prediction to its figures; integers stay exact
+        ("6630.65 \\text{ Å}", "6630", True),
+        ("6631", "6630", False),
+        ("6640.2", "6630", False),
+        ("95.2", "100", False),  # 1 significant figure: exact
+        # degrees and radians
+        ("\\sin(90^{\\circ}-x)", "\\cos(x)", True),
+        ("\\frac{\\sqrt{3}}{2}", "\\sin 60^\\circ", True),
+        ("\\frac{\\pi}{3}", "60^\\circ", True),
+        ("\\frac{\\pi}{4}", "60^\\circ", False),
+        # functions applied to values, arbitrary constants named in another order
+        ("I(t) = I(0) e^{-\\frac{t}{RC}}", "I(0) e^{-\\frac{t}{R C}}", True),
+        ("I(t) = I(0) e^{-\\frac{2t}{RC}}", "I(0) e^{-\\frac{t}{R C}}", False),
+        (
+            "C_1\\cos(2t)+C_2\\sin(2t)-\\frac{1}{5}\\sin(3t)",
+            "-\\sin (3 t) / 5+ C_{1} \\sin (2 t)+C_{2} \\cos (2 t)",
+            True,
+        ),
+        ("c_1 e^{t} + c_2 e^{-t}", "C_{1} e^{-t}+C_{2} e^{t}", True),
+        (
+            "C_1\\cos(2t)+C_2\\sin(2t)+\\frac{1}{5}\\sin(3t)",
+            "-\\sin (3 t) / 5+ C_{1} \\sin (2 t)+C_{2} \\cos (2 t)",
+            False,
+        ),
+        ("\\frac{C_2}{C_1+C_2}", "\\frac{C_1}{C_1+C_2}", False),  # named quantities, not arbitrary constants
+    ],
+)
+def test_equivalent_round_4_rules(pred, gold, equal):
+    assert equivalent(pred, gold) is equal
+
+
+def test_a_stated_final_answer_after_the_last_box_is_the_answer():
+    response = "For the first laser \\boxed{0.13 \\text{ eV}}.\n\nThe final answer is $12.4 \\text{ eV}$."
+    assert extract_answer(response) == "12.4 \\text{ eV}"
+    assert extract_answer("The final answer is $3$. Check: \\boxed{3}") == "3"
+
+
+def test_a_closing_sentence_that_names_constants_is_not_the_answer():
+    response = (
+        "So\n\n$$x(t) = c_1 e^t + c_2 e^{-t} + \\frac{1}{15} e^{-2t}$$\n\nwhere $c_1, c_2$ are arbitrary constants."
+    )
+    assert extract_answer(response) == "x(t) = c_1 e^t + c_2 e^{-t} + \\frac{1}{15} e^{-2t}"
