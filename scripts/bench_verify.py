@@ -7,9 +7,9 @@
    verifier and for plain math-verify (`verify(parse(gold), parse(answer))`): dev pairs (math-verify's
    suite in ../shared/fixtures, and `tests/verify/data/equivalence_dev.jsonl`), held-out pairs
    (`equivalence_held_out.jsonl`, v1, examined in round 2; `equivalence_held_out_v2.jsonl`, v2, examined in
-   round 4; `equivalence_held_out_v3.jsonl`, v3), dev responses
+   round 4; `equivalence_held_out_v3.jsonl`, v3, examined in round 5; `equivalence_held_out_v4.jsonl`, v4), dev responses
    (`model_outputs_dev.jsonl`, gold joined from ../shared/benchmarks) and held-out responses
-   (`responses_held_out.jsonl`, v1; `responses_held_out_v{2,3}.jsonl`, v2 and v3). See that folder's README.
+   (`responses_held_out.jsonl`, v1; `responses_held_out_v{2,3,4}.jsonl`, v2 to v4). See that folder's README.
    Then the near-miss test: every benchmark gold with one digit or its sign changed must be rejected,
    bare and written with a unit, a qualifier or a name (`x = `) around it.
 2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
@@ -85,9 +85,13 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
             (r["kind"], r["pred"], r["gold"], r["label"], "pair")
             for r in read_pairs(DATA / "equivalence_held_out_v2.jsonl")
         ],
-        "pairs held-out v3 (equivalence_held_out_v3)": [
+        "pairs held-out v3, examined in round 5 (equivalence_held_out_v3)": [
             (r["kind"], r["pred"], r["gold"], r["label"], "pair")
             for r in read_pairs(DATA / "equivalence_held_out_v3.jsonl")
+        ],
+        "pairs held-out v4 (equivalence_held_out_v4)": [
+            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
+            for r in read_pairs(DATA / "equivalence_held_out_v4.jsonl")
         ],
         "responses dev (model_outputs_dev)": [
             (r["benchmark"], r["response"], golds[r["problem_id"]], r["label"], "response") for r in rows
@@ -100,7 +104,7 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
         if not (ROOT / texts).exists():
             print(f"held-out {split} responses left out: {texts} is not present (scripts/heldout_texts.py)")
             continue
-        examined = ", examined in round 4" if split == "v2" else ""
+        examined = {"v2": ", examined in round 4", "v3": ", examined in round 5"}.get(split, "")
         sets[f"responses held-out {split}{examined} (responses_held_out_{split})"] = [
             (r.kind, r.response, r.gold, r.label, "response")
             for r in read_inline_responses(ROOT / texts, SHARED / "benchmarks")

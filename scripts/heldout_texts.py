@@ -1,10 +1,10 @@
-"""Write the texts of the verifier's held-out v2 and v3 responses from a SkyThought snapshot.
+"""Write the texts of the verifier's held-out v2, v3 and v4 responses from a SkyThought snapshot.
 
-`tests/verify/data/responses_held_out_v{2,3}.jsonl` hold our labels and where each response is
+`tests/verify/data/responses_held_out_v{2,3,4}.jsonl` hold our labels and where each response is
 (`source`: NovaSky-AI/SkyThought@<commit>:<outputs file> idx <row>), not the model's text, which
 stays out of this repository. This script reads each response from a clone of SkyThought (any
 clone holding that commit; `git clone https://github.com/NovaSky-AI/SkyThought`) and writes the
-labelled rows with their `response` to `shared/verifier/responses_held_out_v{2,3}.jsonl` (ignored
+labelled rows with their `response` to `shared/verifier/responses_held_out_v{2,3,4}.jsonl` (ignored
 by git), which `scripts/bench_verify.py` and `tests/verify/test_agreement.py` read when present.
 
     python scripts/heldout_texts.py --skythought path/to/SkyThought

@@ -5,7 +5,7 @@ Pairs (`tests/verify/data/equivalence_{dev,held_out}.jsonl`): `gold`, `pred`, `l
 `../shared/fixtures/sky_t1_traces_sample.jsonl` by `trace_id` rather than copying it; a row may
 replace the trace's final answer (`final_answer`, a wrong value for a near-miss) and restate it
 as a sentence instead of a box (`final_form: "stated"`), so earlier boxed values become distractors.
-Held-out v2's and v3's responses (`responses_held_out_v{2,3}.jsonl`) name a row of SkyThought's
+Held-out v2's, v3's and v4's responses (`responses_held_out_v{2,3,4}.jsonl`) name a row of SkyThought's
 published evaluation outputs; `scripts/heldout_texts.py` writes their texts to `HELD_OUT_TEXTS` (not in git).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 PAIR_FIELDS = {"gold": str, "pred": str, "label": bool, "kind": str, "source": str}
 RESPONSE_FIELDS = {"trace_id": str, "problem_id": str, "benchmark": str, "label": bool, "source": str}
-HELD_OUT_TEXTS = {split: f"shared/verifier/responses_held_out_{split}.jsonl" for split in ("v2", "v3")}  # from the root
+HELD_OUT_TEXTS = {split: f"shared/verifier/responses_held_out_{split}.jsonl" for split in ("v2", "v3", "v4")}  # from the root
 V2_TEXTS = HELD_OUT_TEXTS["v2"]
 EXCERPT_BEFORE_THOUGHT_END = 2000
 EXCERPT_TAIL = 6000
