@@ -33,7 +33,7 @@ def split_top_level(text: str) -> list[str]:
     return [part.strip() for part in _TOP_LEVEL_COMMA.split(text)]
 
 
-_LEADING_AND = re.compile(r"^(?:\\quad|\\qquad|\s)*(?:and|or)\b\s*", re.IGNORECASE)
+_LEADING_AND = re.compile(r"^(?:\\quad|\\qquad|\s)*(?:(?:and|or)\b\s*)?", re.IGNORECASE)
 
 
 def _drop_condition(text: str) -> str:
@@ -154,9 +154,40 @@ def rewrite_mixed_number(text: str) -> str:
 
 
 def drop_trailing_words(text: str) -> str:
-    """`10 weeks`, `10weeks` -> `10`: a number followed by plain words only (units, nouns)."""
-    match = re.fullmatch(r"\s*(-?\d[\d,]*(?:\.\d+)?)\s*([a-zA-Z]{3,}(?:\s+[a-zA-Z]+)*)\s*", text)
-    return match.group(1) if match else text
+    """`10 weeks`, `10weeks`, `\\text{12th grade}` -> the number: a number (or an ordinal) followed by plain
+    words only (units, nouns)."""
+    unwrapped = _UNWRAP.sub(r" \1 ", text)
+    match = re.fullmatch(r"\s*(-?\d[\d,]*(?:\.\d+)?)\s*([a-zA-Z]{3,}(?:\s+[a-zA-Z]+)*)\s*", unwrapped)
+    ordinal = re.fullmatch(r"\s*(\d+)\s*(?:\^\s*\{?\s*)?(?:st|nd|rd|th)\}?(?:\s+[a-zA-Z]+)*\s*", unwrapped)
+    return (match or ordinal).group(1) if match or ordinal else text
+
+
+_CHOICE = r"\s*(?:\\text(?:bf|rm)?\s*\{\s*)?\(\s*([A-E])\s*\)"
+
+
+def choice_letter(text: str, alone: bool) -> str | None:
+    """The letter of a multiple-choice answer: `B`, `(B)`, `\\text{(B)}` (alone), or `(B) 12`,
+    `\\textbf{(B)}\\ 12` (a choice with its value, when not `alone`)."""
+    bare = re.fullmatch(r"\s*(?:\\text(?:bf|rm)?\s*\{\s*)?\(?\s*([A-E])\s*\)?\s*\}?\s*", text)
+    if bare or alone:
+        return bare.group(1) if bare else None
+    lead = re.match(_CHOICE, text)
+    return lead.group(1) if lead else None
+
+
+_UNICODE_MATH = {"−": "-", "×": "\\times ", "·": "\\cdot ", "π": "\\pi ", "∞": "\\infty ", "≤": "\\le ", "≥": "\\ge "}
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+
+
+def ascii_math(text: str) -> str:
+    """Unicode math as LaTeX: `x² − 2x` -> `x^{2} - 2x`, `3√13` -> `3\\sqrt{13}`, `2π` -> `2\\pi`."""
+    if text.isascii():
+        return text
+    text = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+", lambda match: "^{" + match.group(0).translate(_SUPERSCRIPTS) + "}", text)
+    text = re.sub(r"√\s*(\d+|[a-zA-Z])", r"\\sqrt{\1}", text).replace("√", "\\sqrt")
+    for character, latex in _UNICODE_MATH.items():
+        text = text.replace(character, latex)
+    return text
 
 
 _QUALIFIER = r"(?:\\approx|\\sim|\\simeq|about|approximately|approx\.?|roughly|around|nearly)"

@@ -18,7 +18,9 @@ from pathlib import Path
 
 PAIR_FIELDS = {"gold": str, "pred": str, "label": bool, "kind": str, "source": str}
 RESPONSE_FIELDS = {"trace_id": str, "problem_id": str, "benchmark": str, "label": bool, "source": str}
-HELD_OUT_TEXTS = {split: f"shared/verifier/responses_held_out_{split}.jsonl" for split in ("v2", "v3", "v4")}  # from the root
+HELD_OUT_TEXTS = {
+    split: f"shared/verifier/responses_held_out_{split}.jsonl" for split in ("v2", "v3", "v4")
+}  # from the root
 V2_TEXTS = HELD_OUT_TEXTS["v2"]
 EXCERPT_BEFORE_THOUGHT_END = 2000
 EXCERPT_TAIL = 6000

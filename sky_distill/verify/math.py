@@ -25,7 +25,9 @@ from functools import lru_cache
 from sky_distill.verify import answer_forms as forms
 
 VERIFIER_NAME = "sky_distill.verify.math"
-VERIFIER_VERSION = "5"  # bump when a change can alter any verdict (5: units, ranges, exact golds as decimals, constants)
+# Bump when a change can alter any verdict (5: units, ranges, exact golds as decimals, constants;
+# 6: closing sentences, a function's argument, unicode, equations in several terms).
+VERIFIER_VERSION = "6"
 INNER_TIMEOUT_S = 5  # math-verify's own signal timeout, main thread only; the pool's kill is the hard one
 
 # --- finding the final answer ---------------------------------------------------------------
@@ -91,19 +93,50 @@ def _stated_answer(region: str) -> str | None:
 
 
 def _closing_statement(region: str) -> str | None:
-    """The last math span or number of the closing paragraph: 'Therefore, the polygon has 15 sides.'"""
+    """The value of the closing sentences: 'Therefore, the polygon has 15 sides.' Sentences that name
+    symbols ("where $c_1$ is a constant") or announce an answer that never comes ("... is:") are passed
+    over; when commentary follows the answer ("### Explanation"), the last concluding sentence is used."""
     paragraphs = [p for p in re.split(r"\n\s*\n", region.strip()) if p.strip()]
-    for paragraph in reversed(paragraphs[-2:]):
-        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph.strip())
-        for sentence in reversed(sentences[-2:]):
-            if _EXPLAINS_SYMBOLS.match(sentence):
-                continue  # "where $c_1, c_2$ are arbitrary constants."
-            spans = [next(group for group in match.groups() if group) for match in _MATH_SPAN.finditer(sentence)]
-            if spans:
-                return spans[-1].strip()
-            numbers = _NUMBER.findall(sentence)
-            if numbers:
-                return numbers[-1]
+    for position, paragraph in enumerate(reversed(paragraphs)):
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z*])|\n+(?![^$]*\$\$)", paragraph.strip()) if s.strip()]
+        closing = position < 2
+        for sentence in reversed(sentences[-2:] if closing else sentences):
+            if _EXPLAINS_SYMBOLS.match(sentence) or _ANNOUNCES.search(sentence):
+                continue
+            if not closing and not _CONCLUDES.match(sentence):
+                continue
+            value = _value_of_sentence(sentence)
+            if value is not None:
+                return value
+    return None
+
+
+_ANNOUNCES = re.compile(r":\s*[*_]*\s*$")
+_CONCLUDES = re.compile(r"[\s*#]*(?:therefore|thus|hence|so|in conclusion|in summary|finally)\b", re.IGNORECASE)
+_STATES_VALUE = re.compile(
+    r"(?:\b(?:is|are|was|equals|be|of)|=|\\approx)\s+(?:approximately\s+|about\s+)?$", re.IGNORECASE
+)
+
+
+_CURRENCY = re.compile(r"(?:^|[\s(:])\$\d[\d,.]*\s*[-+=×*/]\s*\$\d")
+
+
+def _value_of_sentence(sentence: str) -> str | None:
+    """The last math span of a sentence, or a number stated after it (`$0.25$ M NaI ... is 36 mL` -> 36).
+    Dollar signs before amounts (`Profit: $93 - $15 = $78.`) are currency, not math delimiters."""
+    if _CURRENCY.search(sentence):
+        sentence = re.sub(r"\$(?=\d)", "", sentence)
+    spans = list(_MATH_SPAN.finditer(sentence))
+    after = spans[-1].end() if spans else 0
+    numbers = [
+        match
+        for match in _NUMBER.finditer(sentence, after)
+        if not spans or _STATES_VALUE.search(sentence[: match.start()])
+    ]
+    if numbers:
+        return numbers[-1].group(0)
+    if spans:
+        return next(group for group in spans[-1].groups() if group).strip()
     return None
 
 
@@ -117,15 +150,27 @@ def extract_answer(response: str) -> str | None:
     region = answer_region(response)
     boxed = last_boxed(region)
     stated = list(_FINAL_ANSWER.finditer(region))
-    if boxed is not None and not (stated and stated[-1].start() > region.rfind(boxed)):
-        return boxed
-    if stated:  # a stated final answer after the last box restates the answer ("The final answer is $12.4$.")
+    if boxed is not None:
+        restated = stated and stated[-1].start() > region.rfind(boxed) and not is_text_answer(stated[-1].group(1))
+        # a stated final answer after the last box restates the answer ("The final answer is $12.4$."),
+        # unless it is words ("The final answer is clearly highlighted.")
+        return _stated_answer(region) if restated else boxed
+    if stated:
         return _stated_answer(region)
     if region is not response:
         boxed = last_boxed(response)
         if boxed is not None:
             return boxed
+    answer_is = list(_ANSWER_IS.finditer(region))
+    if answer_is and answer_is[-1].start() < _closing_start(region):  # "the answer is" long before the end
+        return _closing_statement(region) or _stated_answer(region)
     return _stated_answer(region) or _closing_statement(region)
+
+
+def _closing_start(region: str) -> int:
+    """Where the last two paragraphs of a region begin."""
+    starts = [0] + [match.end() for match in re.finditer(r"\n\s*\n", region.rstrip())]
+    return starts[-2] if len(starts) >= 2 else 0
 
 
 # --- comparing two answers -------------------------------------------------------------------
@@ -156,7 +201,7 @@ _FUNCTION_NAMES = re.compile(
 
 
 def _strip_delimiters(text: str) -> str:
-    text = text.strip()
+    text = re.sub(r"(?:\\[,;:! ]|~|\s)+$", "", text.strip())  # `15,000\,`: trailing spacing
     if len(text) > 4 and text.startswith("**") and text.endswith("**") and "**" not in text[2:-2]:
         text = text[2:-2].strip()  # markdown bold: `The answer is **5**.`
     for opening, closing in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
@@ -173,6 +218,11 @@ def _is_prose(text: str) -> bool:
         bool(re.search(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox", text))
         or len(re.findall(r"(?<!\\)\b[a-zA-Z]{4,}\b", _TEXT_WRAPPER.sub("", text))) >= 3
     )
+
+
+def _is_formula(text: str) -> bool:
+    """Math with at most one word in it (`g(x) = x² - 2x`), not a sentence (`so it is 1,000.99m²`)."""
+    return not _is_prose(text) and len(re.findall(r"\b[a-zA-Z]{3,}\b", _TEXT_WRAPPER.sub("", text))) < 2
 
 
 def _words(text: str) -> list[str]:
@@ -430,6 +480,18 @@ def _numbers_differ(gold_forms: tuple, pred_forms: tuple, relative: float = 1e-6
     return scale > 0 and abs(gold_value - pred_value) > relative * scale
 
 
+def _equation_against_value(equation_forms: tuple, value_forms: tuple) -> bool:
+    """An equation whose left side is a sum (`m \\dot{v} + b v = f`) against a value (`f`): math-verify
+    compares the value with the right side, which is right for a name (`x = 5`, `\\Delta E = 5`,
+    `(p, q) = (3, 2)`), never for an equation in several terms."""
+    import sympy
+
+    equation, value = (equation_forms or [None])[0], (value_forms or [None])[0]
+    if not isinstance(equation, sympy.Eq) or isinstance(value, sympy.Eq) or value is None:
+        return False
+    return isinstance(equation.lhs, sympy.Add)
+
+
 def _has_tiny_numbers(*forms_) -> bool:
     """Whether an expression with variables holds a number below 1e-4 (`2.89e-19 n m`): math-verify rounds
     to 6 decimals, so it finds any two such expressions equal."""
@@ -444,12 +506,13 @@ def _has_tiny_numbers(*forms_) -> bool:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s|\\[,;! ]|~", "", _strip_delimiters(text))
+    return re.sub(r"\s|\\[,;! ]|~|\\q?quad\b", "", _strip_delimiters(text)).replace("\\%", "%")
 
 
 def _rewrite(text: str) -> str:
     """The notations of `answer_forms` made canonical (conditions, mixed numbers, derivatives, names)."""
     text = forms.drop_conditions(_strip_delimiters(text)).replace("\\varnothing", "\\emptyset")
+    text = re.sub(r"(?<!\\)%", r"\\%", text)
     text = re.sub(r"\s*,?\s*(?:\\quad\s*)?(?:\\text\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)(?:\s*\\quad)?\s*", ", ", text)
     text = forms.drop_trailing_words(forms.rewrite_mixed_number(forms.repeating_decimal(text)))
     text = forms.unify_subscripts(forms.unify_derivatives(forms.degrees_in_trig_as_radians(text)))
@@ -626,6 +689,8 @@ def _compare(pred: str, gold: str) -> bool:
     gold_forms, pred_forms = _parse_forms(gold), _parse_forms(pred)
     if not (_reads_whole(gold, gold_forms) and _reads_whole(pred, pred_forms)):
         return False
+    if _equation_against_value(gold_forms, pred_forms) or _equation_against_value(pred_forms, gold_forms):
+        return False
     if _verify(gold_forms, pred_forms):
         bare = not (_is_prose(_strip_delimiters(pred)) or _is_prose(_strip_delimiters(gold)))
         if bare and _has_tiny_numbers(gold_forms[0], pred_forms[0]):  # math-verify rounds to 6 decimals
@@ -703,9 +768,12 @@ def equivalent(pred: str, gold: str) -> bool:
     """Whether an answer equals the gold answer (both extracted answers, or short text with one)."""
     if pred is None or gold is None:
         return False
-    pred, gold = _focus(pred), _focus(gold)
+    pred, gold = (forms.ascii_math(text) if _is_formula(text) else text for text in (_focus(pred), _focus(gold)))
     if _squash(pred) == _squash(gold) != "":
         return True
+    gold_choice = forms.choice_letter(gold, alone=True)
+    if gold_choice and forms.choice_letter(pred, alone=False):
+        return forms.choice_letter(pred, alone=False) == gold_choice  # `(B) 12` answers the choice `B`
     pred_is_text, gold_is_text = is_text_answer(pred), is_text_answer(gold)
     if pred_is_text or gold_is_text:
         if normalize_text(pred) == normalize_text(gold) != "":
@@ -736,7 +804,36 @@ def equivalent(pred: str, gold: str) -> bool:
         pred_rewritten, gold_rewritten = _as_tuple(pred_rewritten), _as_tuple(gold_rewritten)
     if (pred_rewritten, gold_rewritten) != (pred, gold) and _compare(pred_rewritten, gold_rewritten):
         return True
-    return _same_elements(pred_rewritten, gold_rewritten) or _same_quantity(pred, gold) or _same_angle(pred, gold)
+    return (
+        _same_elements(pred_rewritten, gold_rewritten)
+        or _same_quantity(pred, gold)
+        or _same_angle(pred, gold)
+        or _same_without_arguments(pred, gold)
+    )
+
+
+_APPLIED_TO_T = re.compile(r"([a-zA-Z])\(\s*t\s*\)")
+
+
+def _drop_time_arguments(text: str) -> tuple[str, set[str]]:
+    """`k x(t) - a` -> (`k x - a`, {`x`}); commands like `\\sin(t)` are left alone."""
+    names: set[str] = set()
+
+    def drop(match: re.Match) -> str:
+        if re.search(r"\\[a-zA-Z]*$", text[: match.start() + 1]):
+            return match.group(0)
+        names.add(match.group(1))
+        return match.group(1)
+
+    return _APPLIED_TO_T.sub(drop, text), names
+
+
+def _same_without_arguments(pred: str, gold: str) -> bool:
+    """`k x(t) - a` against `k x - a`: a function of time written with its argument on one side only."""
+    (pred_bare, pred_names), (gold_bare, gold_names) = _drop_time_arguments(pred), _drop_time_arguments(gold)
+    if bool(pred_names) == bool(gold_names):
+        return False
+    return (pred_bare, gold_bare) != (pred, gold) and equivalent(pred_bare, gold_bare)
 
 
 def _same_angle(pred: str, gold: str) -> bool:
@@ -779,9 +876,13 @@ def _balanced(text: str) -> bool:
 
 
 def _same_elements(pred: str, gold: str) -> bool:
-    """Two intervals or tuples with the same brackets whose elements are equal one by one, each by the
-    rules for one answer (`(0.6, 2.6667]` = `(\\frac{3}{5}, \\frac{8}{3}]` at the stated digits)."""
+    """Two intervals or tuples with the same brackets (or a tuple against a bare list) whose elements are
+    equal one by one, each by the rules for one answer (`(0.6, 2.6667]` = `(\\frac{3}{5}, \\frac{8}{3}]`)."""
     pred_match, gold_match = _BRACKETED.fullmatch(pred), _BRACKETED.fullmatch(gold)
+    if pred_match and not gold_match and pred_match[1] + pred_match[3] == "()" and _balanced(pred_match[2]):
+        pred_parts, gold_parts = forms.split_top_level(pred_match[2]), forms.split_top_level(gold)
+        # `a = -2, b = -2` (a tuple) against the bare list `-2,-2`, in order; a bare gold is never an interval
+        return 2 <= len(pred_parts) == len(gold_parts) <= 10 and all(map(equivalent, pred_parts, gold_parts))
     if not pred_match or not gold_match or (pred_match[1], pred_match[3]) != (gold_match[1], gold_match[3]):
         return False
     if not (_balanced(pred_match[2]) and _balanced(gold_match[2])):

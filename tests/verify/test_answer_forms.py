@@ -42,6 +42,10 @@ def test_round_4_notation_helpers():
     assert forms.rounded_integer_precision("6630") == 5 and forms.rounded_integer_precision("1500") is None
     assert forms.decimal_places("2.6667") == (5, -4) and forms.decimal_places("3") is None
     assert forms.degrees_as_radians("60^\\circ") == "60\\cdot\\frac{\\pi}{180}"
+    assert forms.ascii_math("x² − 3√13 · π") == "x^{2} - 3\\sqrt{13} \\cdot  \\pi "
+    assert forms.choice_letter("\\text{(B)}", alone=True) == "B" and forms.choice_letter("(B) 12", alone=True) is None
+    assert forms.choice_letter("\\textbf{(C)}\\ 12", alone=False) == "C"
+    assert forms.drop_trailing_words("\\text{12th grade}") == "12" and forms.drop_trailing_words("12x") == "12x"
 
 
 @pytest.mark.parametrize(

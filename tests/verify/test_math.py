@@ -267,6 +267,64 @@ def test_equivalent_round_4_rules(pred, gold, equal):
     assert equivalent(pred, gold) is equal
 
 
+@pytest.mark.parametrize(
+    "pred,gold,equal",
+    [
+        # notation: a function of time with or without its argument, unicode math, trailing spacing
+        ("\\frac{dx}{dt} = kx(t) - a", "\\frac{d x}{d t}=k x-a", True),
+        ("\\frac{dx}{dt} = kx(t) + a", "\\frac{d x}{d t}=k x-a", False),
+        ("g(x) = x² - 2x + 2", "g(x)=x^2-2x+2", True),
+        ("x² - 2x + 3", "x^2-2x+2", False),
+        ("3√13", "3\\sqrt{13}", True),
+        ("15,000\\,", "15000", True),
+        ("17.5\\%", "17.5%", True),
+        ("17.6\\%", "17.5%", False),
+        # a choice with its value; an ordinal; a tuple against a bare list, in order
+        ("\\textbf{(B)}\\ 12", "\\text{(B)}", True),
+        ("(C) 12", "B", False),
+        ("\\text{12th grade}", "12", True),
+        ("\\text{13th grade}", "12", False),
+        ("a = -2, b = -2", "-2,-2", True),
+        ("(-2, -3)", "-2,-2", False),
+        (
+            "E_{1} \\text{ with probability } \\frac{1}{3}, \\quad E_{2} \\text{ with probability } \\frac{2}{3}",
+            "E_{1},E_{2}",
+            True,
+        ),
+        # an equation in several terms is never equal to its right side alone; a named value is
+        ("f", "m \\frac{d v}{d t}+b v=f", False),
+        ("\\dot{v} = \\frac{f}{m} - \\frac{b}{m}v", "m \\frac{d v}{d t}+b v=f", True),
+        ("5", "x + y = 5", False),
+        ("\\Delta E = 5 \\text{ eV}", "5", True),
+        ("(x, y) = (3, 4)", "(3,4)", True),
+    ],
+)
+def test_equivalent_round_5_rules(pred, gold, equal):
+    assert equivalent(pred, gold) is equal
+
+
+@pytest.mark.parametrize(
+    "response,expected",
+    [
+        ("Thus, the volume of $0.25 \\mathrm{M}$ NaI required is 36 milliliters.", "36"),
+        (
+            "So $d = 100$ pc.\nTherefore, the star is 100 parsecs away.\n\n### Explanation\nParallax is a shift.\n\nWe used it.",
+            "100",
+        ),
+        ("*f(1/5)* = (9/5) / (1/5)\n*f(1/5)* = 9\n\n**Therefore, the value of f(1/5) is:**", "9"),
+        ("Profit: $93 - $15 = $78.\n\nEverything adds up. I think that is right.", "78"),
+        (
+            "Perhaps the answer is an integer n below 9.\n\nWe check.\n\nIt agrees.\n\nTherefore, the value of n is 3.",
+            "3",
+        ),
+        ("So \\boxed{5}.\n\nThe final answer is clearly highlighted.", "5"),
+        ("The answer is **5**.", "5"),
+    ],
+)
+def test_extract_answer_round_5(response, expected):
+    assert extract_answer(response) == expected
+
+
 def test_a_stated_final_answer_after_the_last_box_is_the_answer():
     response = "For the first laser \\boxed{0.13 \\text{ eV}}.\n\nThe final answer is $12.4 \\text{ eV}$."
     assert extract_answer(response) == "12.4 \\text{ eV}"
