@@ -80,9 +80,9 @@ def answer_region(response: str) -> str:
     return parts[-1] if len(parts) > 1 else response
 
 
-def _stated_answer(region: str) -> str | None:
+def _stated_answer(region: str, patterns: tuple = ()) -> str | None:
     """'The final answer is X' or 'the answer is X', the last one in the region."""
-    for pattern in (_FINAL_ANSWER, _ANSWER_IS):
+    for pattern in patterns or (_FINAL_ANSWER, _ANSWER_IS):
         found = [match.group(1).strip() for match in pattern.finditer(region)]
         found = [answer.rstrip(".").strip() for answer in found if answer.strip()]
         if found:
@@ -149,22 +149,26 @@ def extract_answer(response: str) -> str | None:
     """
     region = answer_region(response)
     boxed = last_boxed(region)
-    stated = list(_FINAL_ANSWER.finditer(region))
     if boxed is not None:
-        restated = stated and stated[-1].start() > region.rfind(boxed) and not is_text_answer(stated[-1].group(1))
+        after_box = region[max(region.rfind("\\boxed"), region.rfind("\\fbox")) :]
+        restated = _FINAL_ANSWER.search(after_box)
         # a stated final answer after the last box restates the answer ("The final answer is $12.4$."),
         # unless it is words ("The final answer is clearly highlighted.")
-        return _stated_answer(region) if restated else boxed
-    if stated:
-        return _stated_answer(region)
+        if restated and not is_text_answer(restated.group(1)):
+            return _stated_answer(after_box, (_FINAL_ANSWER,))
+        return boxed
+    if _FINAL_ANSWER.search(region):
+        return _stated_answer(region, (_FINAL_ANSWER,))
     if region is not response:
         boxed = last_boxed(response)
         if boxed is not None:
             return boxed
     answer_is = list(_ANSWER_IS.finditer(region))
-    if answer_is and answer_is[-1].start() < _closing_start(region):  # "the answer is" long before the end
-        return _closing_statement(region) or _stated_answer(region)
-    return _stated_answer(region) or _closing_statement(region)
+    if not answer_is:
+        return _closing_statement(region)
+    if answer_is[-1].start() < _closing_start(region):  # "the answer is" long before the end
+        return _closing_statement(region) or _stated_answer(region, (_ANSWER_IS,))
+    return _stated_answer(region, (_ANSWER_IS,)) or _closing_statement(region)
 
 
 def _closing_start(region: str) -> int:
@@ -830,8 +834,13 @@ def _drop_time_arguments(text: str) -> tuple[str, set[str]]:
 
 def _same_without_arguments(pred: str, gold: str) -> bool:
     """`k x(t) - a` against `k x - a`: a function of time written with its argument on one side only."""
+    if "(" not in pred + gold:
+        return False
     (pred_bare, pred_names), (gold_bare, gold_names) = _drop_time_arguments(pred), _drop_time_arguments(gold)
     if bool(pred_names) == bool(gold_names):
+        return False
+    other = gold if pred_names else pred  # a name written bare on the other side: `k x - a`
+    if not any(re.search(rf"(?<![\\a-zA-Z]){name}(?![a-zA-Z(])", other) for name in pred_names | gold_names):
         return False
     return (pred_bare, gold_bare) != (pred, gold) and equivalent(pred_bare, gold_bare)
 
