@@ -14,7 +14,7 @@
    bare and written with a unit, a qualifier or a name (`x = `) around it.
 2. Throughput on the model outputs: warm CPU seconds per response in this process (compare two
    versions of the verifier with `PYTHONPATH=<checkout> python scripts/bench_verify.py
-   --only-throughput`, alternating), and the verify stage's path (`verify_responses`, worker
+   --only-throughput`, alternating, or `--compare-with <checkout>`), and the verify stage's path (`verify_responses`, worker
    processes with hard timeouts, `--workers` of them) against sequential plain math-verify in this
    process, on the same responses; prints the ratio.
 3. Sandbox executions per second: `run_python` on a trivial program, one at a time and
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -181,6 +182,47 @@ def cpu_per_response(rows: list[dict], golds: dict[str, str]) -> float:
     return round((time.process_time() - started) / len(rows), 5)
 
 
+_CPU_PER_RESPONSE = """
+import json, sys, time
+from sky_distill.verify import math as m
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+golds = json.loads(sys.argv[2])
+for row in rows:
+    m.is_correct(row["response"], golds[row["problem_id"]])
+m._parse_forms.cache_clear()
+started = time.process_time()
+for row in rows:
+    m.is_correct(row["response"], golds[row["problem_id"]])
+print((time.process_time() - started) / len(rows))
+"""
+
+
+def compare_versions(other: Path, rounds: int) -> dict[str, object]:
+    """CPU seconds per `is_correct` on the model outputs for this checkout and `other`, each in a fresh
+    process, alternating so that load on a shared machine falls on both; the ratio of the medians.
+    Only `sky_distill.verify.math` is imported, so any version of it can be compared."""
+    import statistics
+    import subprocess
+    import sys
+
+    _, golds = load_outputs(1)
+    outputs = SHARED / "fixtures" / "model_outputs_dev.jsonl"
+    seconds: dict[str, list[float]] = {"this checkout": [], str(other): []}
+    for _ in range(rounds):
+        for name, root in (("this checkout", ROOT), (str(other), other.resolve())):
+            result = subprocess.run(
+                [sys.executable, "-c", _CPU_PER_RESPONSE, str(outputs), json.dumps(golds)],
+                capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)},
+            )  # fmt: skip
+            seconds[name].append(float(result.stdout.strip().splitlines()[-1]))
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    return {
+        **{f"CPU s per response, median of {rounds}: {name}": round(value, 5) for name, value in medians.items()},
+        "ratio (this checkout / other)": round(medians["this checkout"] / medians[str(other)], 3),
+        "load average at the end": os.getloadavg()[0],
+    }
+
+
 def throughput(rows: list[dict], golds: dict[str, str], workers: int) -> dict[str, float]:
     from sky_distill.records import Problem
     from sky_distill.verify.batch import verify_responses
@@ -256,8 +298,17 @@ def main() -> None:
     parser.add_argument("--by-kind", action="store_true", help="agreement per kind (pairs) or per benchmark/edit")
     parser.add_argument("--near-miss-limit", type=int, default=None, help="check only the first N near misses")
     parser.add_argument("--only-throughput", action="store_true", help="only the verify-stage throughput")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="a checkout of another version: CPU s per response of each, alternating `--rounds` times, and the ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    if args.compare_with:
+        print(compare_versions(args.compare_with, args.rounds))
+        return
     sections = {}
     if not args.sandbox_only:
         rows, golds = load_outputs(1)
