@@ -95,15 +95,20 @@ def _stated_answer(region: str, patterns: tuple = ()) -> str | None:
 def _closing_statement(region: str) -> str | None:
     """The value of the closing sentences: 'Therefore, the polygon has 15 sides.' Sentences that name
     symbols ("where $c_1$ is a constant") or announce an answer that never comes ("... is:") are passed
-    over; when commentary follows the answer ("### Explanation"), the last concluding sentence is used."""
+    over; commentary under a heading after the answer ("### Explanation") is cut off first."""
+    value = _value_of_closing_paragraphs(region)
+    commentary = list(_COMMENTARY.finditer(region))
+    if value is None and commentary:
+        return _value_of_closing_paragraphs(region[: commentary[-1].start()])
+    return value
+
+
+def _value_of_closing_paragraphs(region: str) -> str | None:
     paragraphs = [p for p in re.split(r"\n\s*\n", region.strip()) if p.strip()]
-    for position, paragraph in enumerate(reversed(paragraphs)):
+    for paragraph in reversed(paragraphs[-2:]):
         sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z*])|\n+(?![^$]*\$\$)", paragraph.strip()) if s.strip()]
-        closing = position < 2
-        for sentence in reversed(sentences[-2:] if closing else sentences):
+        for sentence in reversed(sentences[-2:]):
             if _EXPLAINS_SYMBOLS.match(sentence) or _ANNOUNCES.search(sentence):
-                continue
-            if not closing and not _CONCLUDES.match(sentence):
                 continue
             value = _value_of_sentence(sentence)
             if value is not None:
@@ -111,8 +116,10 @@ def _closing_statement(region: str) -> str | None:
     return None
 
 
+_COMMENTARY = re.compile(
+    r"^[ \t]*(?:#+[ \t]*|\*\*[ \t]*)?(?:explanation|note|remarks?|verification)\b", re.IGNORECASE | re.MULTILINE
+)
 _ANNOUNCES = re.compile(r":\s*[*_]*\s*$")
-_CONCLUDES = re.compile(r"[\s*#]*(?:therefore|thus|hence|so|in conclusion|in summary|finally)\b", re.IGNORECASE)
 _STATES_VALUE = re.compile(
     r"(?:\b(?:is|are|was|equals|be|of)|=|\\approx)\s+(?:approximately\s+|about\s+)?$", re.IGNORECASE
 )
