@@ -38,6 +38,13 @@ SHARED = ROOT.parent / "shared"
 
 
 DATA = ROOT / "tests" / "verify" / "data"
+PAIR_SPLITS = (  # (name, file in DATA): each held-out split was examined after the round that measured it
+    ("dev: other graders", "equivalence_dev"),
+    ("held-out v1, examined in round 2", "equivalence_held_out"),
+    ("held-out v2, examined in round 4", "equivalence_held_out_v2"),
+    ("held-out v3, examined in round 5", "equivalence_held_out_v3"),
+    ("held-out v4", "equivalence_held_out_v4"),
+)
 NEAR_MISS_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "aime25", "amc23")
 
 
@@ -75,25 +82,12 @@ def labelled_sets(rows: list[dict], golds: dict[str, str]) -> dict[str, list[tup
         "pairs dev: math-verify suite (shared fixture)": [
             (r["category"], r["pred"], r["gold"], r["equal"], "pair") for r in shared_pairs
         ],
-        "pairs dev: other graders (equivalence_dev)": [
-            (r["kind"], r["pred"], r["gold"], r["label"], "pair") for r in read_pairs(DATA / "equivalence_dev.jsonl")
-        ],
-        "pairs held-out v1, examined in round 2 (equivalence_held_out)": [
-            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
-            for r in read_pairs(DATA / "equivalence_held_out.jsonl")
-        ],
-        "pairs held-out v2, examined in round 4 (equivalence_held_out_v2)": [
-            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
-            for r in read_pairs(DATA / "equivalence_held_out_v2.jsonl")
-        ],
-        "pairs held-out v3, examined in round 5 (equivalence_held_out_v3)": [
-            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
-            for r in read_pairs(DATA / "equivalence_held_out_v3.jsonl")
-        ],
-        "pairs held-out v4 (equivalence_held_out_v4)": [
-            (r["kind"], r["pred"], r["gold"], r["label"], "pair")
-            for r in read_pairs(DATA / "equivalence_held_out_v4.jsonl")
-        ],
+        **{
+            f"pairs {name} ({file})": [
+                (r["kind"], r["pred"], r["gold"], r["label"], "pair") for r in read_pairs(DATA / f"{file}.jsonl")
+            ]
+            for name, file in PAIR_SPLITS
+        },
         "responses dev (model_outputs_dev)": [
             (r["benchmark"], r["response"], golds[r["problem_id"]], r["label"], "response") for r in rows
         ],
