@@ -7,6 +7,9 @@ gold states. Pure text functions; `math.py` applies them before and around math-
 - mixed numbers (`2 3/4`) become sums; a number followed by bare words (`10 weeks`) loses the words;
 - derivatives in dot, prime and Leibniz notation (`\\dot{x}`, `x'`, `\\frac{dx}{dt}`) become one name;
 - vectors (`\\langle a, b \\rangle`, `a\\mathbf{i} + b\\mathbf{j}`, a one-column matrix) become tuples;
+- numbers with a unit or a qualifier (`1.6 \\, \\mathrm{K}`, `\\approx 1.6`) split into number and unit; ranges
+  ("between 2 and 5"), bases of numerals, choices with their value (`(B) 12`), repeating decimals,
+  unicode math (`x²`, `√`) and degrees (inside trigonometric functions, or against radians) are read;
 - a gold decimal states its precision: `27.39` asks for 2 decimals, `1.70e4` for 3 significant
   figures; a prediction matches when it rounds to the gold there, so `3.15e-5` never equals `3.14e-5`.
 """
@@ -79,8 +82,10 @@ def degrees_in_trig_as_radians(text: str) -> str:
 
 def degrees_as_radians(text: str) -> str | None:
     """`60^\\circ` -> `60\\cdot\\frac{\\pi}{180}`: a bare angle in degrees, for comparing with radians; else None."""
-    match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?\s*", text)
-    return f"{match.group(1)}\\cdot\\frac{{\\pi}}{{180}}" if match else None
+    text = text.strip()
+    sign, angle = ("-", text[1:]) if text.startswith("-") else ("", text)
+    match = _DEGREES.fullmatch(angle.strip())
+    return f"{sign}{match.group(1)}\\cdot\\frac{{\\pi}}{{180}}" if match else None
 
 
 def repeating_decimal(text: str) -> str:
@@ -317,7 +322,7 @@ def decimal_places(text: str) -> tuple[int, int] | None:
     """(significant figures, power of ten of the last stated place) of a plain decimal (`2.6667` ->
     (5, -4), `2.3148e-3` -> (5, -7)); None for integers, fractions and anything else."""
     match = _DECIMAL.match(re.sub(r"\\[,;! ]|~", " ", _UNWRAP.sub("", text)))
-    if not match or match.group(2) is None or not match.group(2):
+    if not match or not match.group(2):
         return None
     integer, decimals, exponent = match.groups()
     digits = (integer + decimals).lstrip("0")

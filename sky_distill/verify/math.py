@@ -783,8 +783,9 @@ def equivalent(pred: str, gold: str) -> bool:
     if _squash(pred) == _squash(gold) != "":
         return True
     gold_choice = forms.choice_letter(gold, alone=True)
-    if gold_choice and forms.choice_letter(pred, alone=False):
-        return forms.choice_letter(pred, alone=False) == gold_choice  # `(B) 12` answers the choice `B`
+    pred_choice = forms.choice_letter(pred, alone=False) if gold_choice else None
+    if pred_choice:
+        return pred_choice == gold_choice  # `(B) 12` answers the choice `B`
     pred_is_text, gold_is_text = is_text_answer(pred), is_text_answer(gold)
     if pred_is_text or gold_is_text:
         if normalize_text(pred) == normalize_text(gold) != "":
@@ -895,18 +896,18 @@ def _same_elements(pred: str, gold: str) -> bool:
     """Two intervals or tuples with the same brackets (or a tuple against a bare list) whose elements are
     equal one by one, each by the rules for one answer (`(0.6, 2.6667]` = `(\\frac{3}{5}, \\frac{8}{3}]`)."""
     pred_match, gold_match = _BRACKETED.fullmatch(pred), _BRACKETED.fullmatch(gold)
-    if pred_match and not gold_match and pred_match[1] + pred_match[3] == "()" and _balanced(pred_match[2]):
-        pred_parts, gold_parts = forms.split_top_level(pred_match[2]), forms.split_top_level(gold)
-        # `a = -2, b = -2` (a tuple) against the bare list `-2,-2`, in order; a bare gold is never an interval
-        return 2 <= len(pred_parts) == len(gold_parts) <= 10 and all(map(equivalent, pred_parts, gold_parts))
-    if not pred_match or not gold_match or (pred_match[1], pred_match[3]) != (gold_match[1], gold_match[3]):
+    if not pred_match or not _balanced(pred_match[2]):
         return False
-    if not (_balanced(pred_match[2]) and _balanced(gold_match[2])):
-        return False  # `(0,9) \cup (0,36)`: two groups, not one
-    pred_parts, gold_parts = (forms.split_top_level(match[2]) for match in (pred_match, gold_match))
-    if not 2 <= len(pred_parts) == len(gold_parts) <= 10:
+    if gold_match:
+        if (pred_match[1], pred_match[3]) != (gold_match[1], gold_match[3]) or not _balanced(gold_match[2]):
+            return False  # other brackets, or `(0,9) \cup (0,36)`: two groups, not one
+        gold_elements = gold_match[2]
+    elif pred_match[1] + pred_match[3] == "()":
+        gold_elements = gold  # `a = -2, b = -2` (a tuple) against the bare list `-2,-2`; a bare gold is no interval
+    else:
         return False
-    return all(equivalent(p, g) for p, g in zip(pred_parts, gold_parts))
+    pred_parts, gold_parts = forms.split_top_level(pred_match[2]), forms.split_top_level(gold_elements)
+    return 2 <= len(pred_parts) == len(gold_parts) <= 10 and all(map(equivalent, pred_parts, gold_parts))
 
 
 def _as_tuple(text: str) -> str:
